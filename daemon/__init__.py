@@ -1,0 +1,5 @@
+"""Hotwire: an integration daemon on Trio."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
