@@ -16,7 +16,7 @@ _SIZE_BYTES = {
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Return seconds for ``"250ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` or a number of seconds.
+    """Return seconds for ``"250ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` or a number.
 
     Raises ValueError naming the accepted forms.
     """

@@ -28,7 +28,14 @@ class SecretError(ConfigError):
 
 
 class DeployError(HotwireError):
-    """A service file cannot be deployed; the previous version keeps serving."""
+    """A service file cannot be deployed; the previous version keeps serving.
+
+    ``details`` holds the traceback (or the message again) for the admin API.
+    """
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(message)
+        self.details = details or message
 
 
 class InvokeError(HotwireError):

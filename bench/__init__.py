@@ -1,0 +1,1 @@
+"""Benchmarks: each runs the product beside its floor in one run and prints the ratio."""

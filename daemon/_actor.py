@@ -1,0 +1,175 @@
+"""One actor per deployed service: a bounded mailbox and supervised workers.
+
+An `Actor` owns one version of one service class. Callers put a `Message`
+into its mailbox (a Trio memory channel, so a full mailbox makes callers
+wait: back pressure, not unbounded memory); ``concurrency`` worker tasks take
+messages out and run a fresh service instance for each. A service that raises
+fails that message only: the exception goes to the caller and the worker
+takes the next message. Closing the actor (on redeploy or undeploy) closes
+the mailbox; workers finish what is queued on the code they started with.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+from ._logging import current_cid
+from ._service import Request, Resources, Service, SimpleIODeclaration
+
+if TYPE_CHECKING:
+    from ._router import Router
+
+__all__ = ["Actor", "Message", "ServiceStats"]
+
+#: Sync ``handle`` methods run in threads; this bounds them across all services.
+SERVICE_THREADS = trio.CapacityLimiter(64)
+
+
+class Message:
+    """One request to a service, with the slot its result goes into.
+
+    The caller waits on ``done``; if it gives up (timeout or its own
+    cancellation) it calls `abandon`, which cancels the work if it started and
+    makes workers skip it if it has not.
+    """
+
+    __slots__ = ("_scope", "abandoned", "cid", "done", "payload", "result")
+
+    def __init__(self, payload: Any, cid: str) -> None:
+        self.payload = payload
+        self.cid = cid
+        self.done = trio.Event()
+        self.result: outcome.Outcome[Any] | None = None
+        self.abandoned = False
+        self._scope: trio.CancelScope | None = None
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+@dataclass
+class ServiceStats:
+    """Counters for one service name; they survive redeploys of that name."""
+
+    invocations: int = 0
+    errors: int = 0
+    total_seconds: float = 0.0
+    #: The most recent latencies, for percentiles without unbounded memory.
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+    def record(self, seconds: float, *, failed: bool) -> None:
+        self.invocations += 1
+        self.errors += failed
+        self.total_seconds += seconds
+        self.recent.append(seconds)
+
+    def summary(self) -> dict[str, Any]:
+        """Count, errors, mean and p99 latency in milliseconds, for the admin API."""
+        ordered = sorted(self.recent)
+        p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)] if ordered else 0
+        mean = self.total_seconds / self.invocations if self.invocations else 0.0
+        return {
+            "invocations": self.invocations,
+            "errors": self.errors,
+            "mean_ms": round(mean * 1000, 3),
+            "p99_ms": round(p99 * 1000, 3),
+        }
+
+
+class Actor:
+    """Runs one version of one service class.
+
+    ``router`` is handed to each service instance for nested invokes;
+    ``stats`` is shared with later versions of the same name.
+    """
+
+    def __init__(
+        self,
+        service: type[Service],
+        *,
+        router: Router,
+        resources: Resources,
+        stats: ServiceStats,
+    ) -> None:
+        self.service = service
+        self.name = service.name
+        self.stats = stats
+        self._router = router
+        self._resources = resources
+        self._sio = SimpleIODeclaration.of(service)
+        self._threaded = not service.is_async()
+        self._send, self._receive = trio.open_memory_channel[Message](service.mailbox)
+        self.closed = trio.Event()
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the mailbox."""
+        return self._receive.statistics().current_buffer_used
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the workers, report ready, and return once closed and drained."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.service.concurrency):
+                    nursery.start_soon(self._work)
+                task_status.started()
+        finally:
+            self.closed.set()
+
+    def close(self) -> None:
+        """Stop taking messages; queued ones still run, then `run` returns.
+
+        Callers blocked on a full mailbox get ClosedResourceError and go back
+        to the router, which hands them the service's new version.
+        """
+        self._send.close()
+
+    async def put(self, message: Message) -> None:
+        """Queue ``message``, waiting while the mailbox is full."""
+        await self._send.send(message)
+
+    async def _work(self) -> None:
+        async for message in self._receive:
+            if not message.abandoned:
+                await self._process(message)
+
+    async def _process(self, message: Message) -> None:
+        token = current_cid.set(message.cid)
+        started = time.perf_counter()
+        try:
+            with trio.CancelScope() as scope:
+                message._scope = scope
+                try:
+                    value = await self._run_service(message)
+                except Exception as exc:  # the error boundary: the caller receives it
+                    message.result = outcome.Error(exc)
+                else:
+                    message.result = outcome.Value(value)
+        finally:
+            # Also on shutdown's cancellation: the caller must never wait forever.
+            # A result of None tells it the work was cancelled.
+            current_cid.reset(token)
+            failed = not isinstance(message.result, outcome.Value)
+            self.stats.record(time.perf_counter() - started, failed=failed)
+            message.done.set()
+
+    async def _run_service(self, message: Message) -> Any:
+        request = Request(message.payload, self._sio.parse_input(message.payload))
+        instance = self.service(
+            request=request, cid=message.cid, router=self._router, resources=self._resources
+        )
+        if self._threaded:
+            await trio.to_thread.run_sync(instance.handle, limiter=SERVICE_THREADS)
+        else:
+            await instance.handle()
+        self._sio.check_output(self.name, instance.response.payload)
+        return instance.response.payload

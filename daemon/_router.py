@@ -1,0 +1,171 @@
+"""The router: service name -> the actor running its current version.
+
+Deployments change the routing table in one step (`Router.swap`): the new
+actors start first, then the table is replaced, then the replaced actors are
+closed and drain on the code they started with. A caller that raced the swap
+and finds a closed mailbox simply asks the table again, so no message is lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+import trio
+
+from ._actor import Actor, Message, ServiceStats
+from ._service import Resources, Service
+from .exceptions import InvokeTimeout, ServiceNotFound, ServiceUnavailable
+
+__all__ = ["Router", "new_cid"]
+
+log = structlog.get_logger(__name__)
+
+
+def new_cid() -> str:
+    """A fresh correlation id: 24 hex characters, unique enough to grep logs by."""
+    return secrets.token_hex(12)
+
+
+class Router:
+    """Maps service names to actors and delivers messages to them.
+
+    ``resources`` are the outgoing connections handed to every service.
+    """
+
+    def __init__(self, *, resources: Resources | None = None) -> None:
+        self.resources = resources or Resources()
+        self._actors: dict[str, Actor] = {}
+        self._stats: dict[str, ServiceStats] = {}
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self._stopped = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Router] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the actors; reports the router itself when ready.
+
+        Returns once `close` was called and every actor has drained.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await self._stopped.wait()
+
+    # -- reading the table ------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self._actors)
+
+    def get(self, name: str) -> Actor:
+        """Return the actor currently serving ``name``; raise ServiceNotFound."""
+        try:
+            return self._actors[name]
+        except KeyError:
+            raise ServiceNotFound(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actors
+
+    def stats(self, name: str) -> ServiceStats:
+        return self._stats.setdefault(name, ServiceStats())
+
+    # -- delivering messages ----------------------------------------------------------
+
+    async def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        cid: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run service ``name`` on ``payload`` and return its response payload.
+
+        Raises ServiceNotFound, InvokeTimeout (the target's work is cancelled),
+        ServiceUnavailable (the daemon stopped first), or whatever the service raised.
+        """
+        message = Message(payload, cid or new_cid())
+        try:
+            if timeout is None:
+                await self._deliver(name, message)
+                await message.done.wait()
+            else:
+                with trio.move_on_after(timeout):
+                    await self._deliver(name, message)
+                    await message.done.wait()
+                if not message.done.is_set():
+                    raise InvokeTimeout(name, timeout)
+        finally:
+            if not message.done.is_set():
+                message.abandon()
+        if message.result is None:
+            raise ServiceUnavailable(f"service {name!r} was stopped before it answered")
+        return message.result.unwrap()
+
+    async def send(self, name: str, payload: Any = None, *, cid: str | None = None) -> str:
+        """Queue a message for ``name`` without waiting for it to run; return its cid."""
+        message = Message(payload, cid or new_cid())
+        await self._deliver(name, message)
+        return message.cid
+
+    async def _deliver(self, name: str, message: Message) -> None:
+        while True:
+            if self._closing:
+                raise ServiceUnavailable("the daemon is stopping")
+            actor = self.get(name)
+            try:
+                await actor.put(message)
+                return
+            except trio.ClosedResourceError:
+                continue  # redeployed while we waited: the table has its successor
+
+    # -- changing the table -----------------------------------------------------------
+
+    async def swap(self, remove: Iterable[str], add: Iterable[type[Service]]) -> None:
+        """Replace the services named in ``remove`` by the classes in ``add``, in one step.
+
+        The new actors start before the table changes; the old ones drain
+        afterwards. The caller (the deployer) checks names for clashes first.
+        """
+        assert self._nursery is not None, "Router.run has not started"
+        started = {}
+        for service in add:
+            actor = Actor(
+                service,
+                router=self,
+                resources=self.resources,
+                stats=self.stats(service.name),
+            )
+            await self._nursery.start(actor.run)
+            started[service.name] = actor
+        table = dict(self._actors)
+        retired = [table.pop(name) for name in remove if name in table]
+        table.update(started)
+        self._actors = table
+        for actor in retired:
+            actor.close()
+
+    def owners(self) -> Mapping[str, type[Service]]:
+        """Name -> class currently deployed under it."""
+        return {name: actor.service for name, actor in self._actors.items()}
+
+    async def close(self, grace: float) -> None:
+        """Stop taking messages; let queued and running ones finish within ``grace`` seconds.
+
+        What is still running after that is cancelled; its callers get
+        ServiceUnavailable.
+        """
+        self._closing = True
+        actors, self._actors = list(self._actors.values()), {}
+        for actor in actors:
+            actor.close()
+        with trio.move_on_after(grace):
+            for actor in actors:
+                await actor.closed.wait()
+        drained = all(actor.closed.is_set() for actor in actors)
+        if not drained and self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        self._stopped.set()
+        log.info("router_closed", drained=drained)

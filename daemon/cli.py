@@ -1,0 +1,107 @@
+"""The ``hotwire`` command: run, check, and friends."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+import trio
+
+from . import __version__
+from ._config import Config, default_config_path, load_config
+from ._deployer import Deployer
+from ._logging import configure_logging
+from ._router import Router
+from ._zato import install_zato_alias
+from .exceptions import ConfigError
+from .main import main as daemon_main
+
+__all__ = ["main"]
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hotwire`` console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"hotwire: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    return int(args.handler(config, args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotwire", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hotwire {__version__}")
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: object, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help=f"configuration file (default: $HOTWIRE_CONFIG or {default_config_path()})",
+        )
+        sub.set_defaults(command=name, handler=handler)
+        return sub
+
+    command("run", _run, "run the daemon until SIGTERM or SIGINT")
+    command("check", _check, "validate the configuration and import every service file")
+    return parser
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    trio.run(_serve_until_signalled, config)
+    return 0
+
+
+async def _serve_until_signalled(config: Config) -> None:
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    shutdown.set()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            await daemon_main(config, shutdown=shutdown)
+            nursery.cancel_scope.cancel()
+
+
+def _check(config: Config, args: argparse.Namespace) -> int:
+    problems = trio.run(_check_services, config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"hotwire: {len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"hotwire: {config.source} and {config.paths.services} are fine")
+    return 0
+
+
+async def _check_services(config: Config) -> list[str]:
+    """Deploy every service file into a throwaway router and list the failures."""
+    install_zato_alias()
+    router = Router()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        deployer = Deployer(config.paths.services, router)
+        await deployer.rescan()
+        await router.close(grace=1)
+    return [f"{state.path}: {state.traceback}" for state in deployer.states() if state.error]

@@ -1,0 +1,90 @@
+"""The hotwire command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+import daemon
+
+HOTWIRE = [sys.executable, "-m", "daemon"]
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "hotwire.toml"
+    path.write_text(
+        '[server]\nport = 0\n[paths]\nservices = "services"\nstate = "state"\n'
+        '[log]\nformat = "json"\n'
+    )
+    (tmp_path / "services").mkdir()
+    return path
+
+
+def test_version() -> None:
+    result = subprocess.run([*HOTWIRE, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"hotwire {daemon.__version__}"
+
+
+def test_check_lists_each_problem(tmp_path: Path) -> None:
+    """hotwire check imports every file without starting anything; exit 1 names each problem."""
+    config = write_config(tmp_path)
+    (tmp_path / "services" / "good.py").write_text(
+        "from daemon import Service\nclass G(Service):\n    name = 'g'\n"
+        "    async def handle(self): pass\n"
+    )
+    (tmp_path / "services" / "broken.py").write_text("def oops(:\n")
+    (tmp_path / "services" / "raises.py").write_text("raise RuntimeError('at import')\n")
+    result = subprocess.run(
+        [*HOTWIRE, "check", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "broken.py" in result.stderr and "SyntaxError" in result.stderr
+    assert "RuntimeError: at import" in result.stderr
+    assert "2 problem(s) found" in result.stderr
+    (tmp_path / "services" / "broken.py").unlink()
+    (tmp_path / "services" / "raises.py").unlink()
+    result = subprocess.run(
+        [*HOTWIRE, "check", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_reports_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "hotwire.toml"
+    path.write_text("[paths]\nservices = 1\nstate = 's'\n")
+    result = subprocess.run(
+        [*HOTWIRE, "check", "--config", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "paths.services: expected a path" in result.stderr
+
+
+async def test_run_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """hotwire run logs JSON lines, says when it is ready, and exits 0 on SIGTERM."""
+    config = write_config(tmp_path)
+    process = await trio.lowlevel.open_process(
+        [*HOTWIRE, "run", "--config", str(config)], stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    lines: list[dict[str, object]] = []
+    buffer = b""
+    with trio.fail_after(20):
+        while not any(line.get("event") == "daemon_ready" for line in lines):
+            chunk = await process.stdout.receive_some()
+            assert chunk, "hotwire run exited before it was ready"
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines += [json.loads(line) for line in complete if line]
+        process.send_signal(signal.SIGTERM)
+        rest = b""
+        while chunk := await process.stdout.receive_some():
+            rest += chunk
+        assert await process.wait() == 0
+    await process.stdout.aclose()
+    events = [json.loads(line)["event"] for line in (buffer + rest).splitlines() if line]
+    assert events[-3:] == ["daemon_stopping", "router_closed", "daemon_stopped"]
