@@ -12,6 +12,7 @@ from ._deployer import Deployer, FileState
 from ._router import Router, new_cid
 from ._secrets import Secret
 from ._service import Bunch, Request, Resources, Response, Service
+from ._version import __version__
 from .exceptions import (
     ConfigError,
     DeployError,
@@ -25,8 +26,6 @@ from .exceptions import (
     ServiceUnavailable,
 )
 from .main import Daemon, main
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Bunch",
@@ -50,6 +49,7 @@ __all__ = [
     "Service",
     "ServiceNotFound",
     "ServiceUnavailable",
+    "__version__",
     "load_config",
     "main",
     "new_cid",

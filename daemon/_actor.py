@@ -11,6 +11,7 @@ the mailbox; workers finish what is queued on the code they started with.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -21,10 +22,11 @@ import outcome
 import trio
 
 from ._logging import current_cid
-from ._service import Request, Resources, Service, SimpleIODeclaration
+from ._service import Request, Resources, Response, Service, SimpleIODeclaration
 
 if TYPE_CHECKING:
     from ._router import Router
+    from .http._request import HttpRequest
 
 __all__ = ["Actor", "Message", "ServiceStats"]
 
@@ -40,13 +42,14 @@ class Message:
     makes workers skip it if it has not.
     """
 
-    __slots__ = ("_scope", "abandoned", "cid", "done", "payload", "result")
+    __slots__ = ("_scope", "abandoned", "cid", "done", "http", "payload", "result")
 
-    def __init__(self, payload: Any, cid: str) -> None:
+    def __init__(self, payload: Any, cid: str, http: HttpRequest | None = None) -> None:
         self.payload = payload
         self.cid = cid
+        self.http = http
         self.done = trio.Event()
-        self.result: outcome.Outcome[Any] | None = None
+        self.result: outcome.Outcome[Response] | None = None
         self.abandoned = False
         self._scope: trio.CancelScope | None = None
 
@@ -56,13 +59,22 @@ class Message:
             self._scope.cancel()
 
 
+#: Upper bounds (seconds) of the latency histogram exported to Prometheus.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
 @dataclass
 class ServiceStats:
-    """Counters for one service name; they survive redeploys of that name."""
+    """Counters for one service name; they survive redeploys of that name.
+
+    Plain numbers per process, so that several processes' stats add up.
+    """
 
     invocations: int = 0
     errors: int = 0
     total_seconds: float = 0.0
+    #: Invocations per latency bucket (the last one is +Inf), not cumulative.
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     #: The most recent latencies, for percentiles without unbounded memory.
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
@@ -70,6 +82,7 @@ class ServiceStats:
         self.invocations += 1
         self.errors += failed
         self.total_seconds += seconds
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.recent.append(seconds)
 
     def summary(self) -> dict[str, Any]:
@@ -162,8 +175,10 @@ class Actor:
             self.stats.record(time.perf_counter() - started, failed=failed)
             message.done.set()
 
-    async def _run_service(self, message: Message) -> Any:
-        request = Request(message.payload, self._sio.parse_input(message.payload))
+    async def _run_service(self, message: Message) -> Response:
+        http = message.http
+        fields = message.payload if http is None else http.input_fields(message.payload)
+        request = Request(message.payload, self._sio.parse_input(fields), http)
         instance = self.service(
             request=request, cid=message.cid, router=self._router, resources=self._resources
         )
@@ -172,4 +187,4 @@ class Actor:
         else:
             await instance.handle()
         self._sio.check_output(self.name, instance.response.payload)
-        return instance.response.payload
+        return instance.response

@@ -9,6 +9,7 @@ config file's directory. Secret references are resolved at load time into
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,13 @@ def _optional_secret(value: Any, context: Context) -> Secret | None:
     return resolve_secret(value, base_dir=context.base_dir, key=context.key)
 
 
+def _required_secret(value: Any, context: Context) -> Secret:
+    secret = _optional_secret(value, context)
+    if secret is None:
+        raise ValueError(f"{value!r} names an environment variable that is not set")
+    return secret
+
+
 def _port(value: Any, context: Context) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise ValueError(f"expected a port number from 0 to 65535, got {value!r}")
@@ -57,6 +65,10 @@ ConfigPath = Annotated[Path, Convert(_path)]
 Port = Annotated[int, Convert(_port)]
 #: A secret that may be absent: ``env:NAME`` with NAME unset gives None.
 OptionalSecret = Annotated[Secret | None, Convert(_optional_secret)]
+RequiredSecret = Annotated[Secret, Convert(_required_secret)]
+
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PATH_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@%-]+)$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,11 @@ class ServerConfig:
     port: Port = 11223
     #: In-flight requests get this long to finish after SIGTERM before they are cancelled.
     grace_period: Duration = 30.0
+    #: An idle keep-alive connection is closed after this long.
+    keep_alive_timeout: Duration = 5.0
+    #: Request bodies up to this size stay in memory; larger ones are spooled to
+    #: ``<state>/http-spool`` while they arrive, so memory stays flat for any size.
+    spool_threshold: Size = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,56 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class ChannelSecurity:
+    """``security = {...}`` of a REST channel: HTTP basic auth or an API key header."""
+
+    type: Literal["basic", "apikey"]
+    username: str | None = None
+    password: RequiredSecret | None = None
+    header: str = "X-API-Key"
+    key: RequiredSecret | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "basic" and (self.username is None or self.password is None):
+            raise ValueError("basic security needs username and password")
+        if self.type == "apikey" and self.key is None:
+            raise ValueError("apikey security needs key (and optionally header)")
+
+
+@dataclass(frozen=True)
+class RestChannel:
+    """One ``[[channels.rest]]``: a URL path (``{param}`` segments allowed) -> a service."""
+
+    path: str
+    service: str
+    methods: tuple[str, ...] = ("POST",)
+    max_body: Size = 10 * 1024 * 1024
+    #: The service must answer within this long, else 504 (default: no limit).
+    timeout: Duration | None = None
+    security: ChannelSecurity | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/") or not all(
+            _PATH_SEGMENT.match(segment) for segment in self.path[1:].split("/") if segment
+        ):
+            raise ValueError(
+                f"path: expected '/segment/{{param}}/...' of URL-safe characters, got {self.path!r}"
+            )
+        if self.path.startswith(("/admin", "/metrics")):
+            raise ValueError(f"path: {self.path!r} is reserved for the admin API and metrics")
+        bad = [m for m in self.methods if m not in _HTTP_METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods: expected some of {', '.join(_HTTP_METHODS)}, got {bad}")
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    """``[channels]``: REST channels, in order; the first matching path wins."""
+
+    rest: tuple[RestChannel, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. ``source`` is the file it came from."""
 
@@ -121,6 +188,7 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     log: LogConfig = field(default_factory=LogConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     source: Path = field(default=Path("<memory>"), init=False, compare=False)
 
     @classmethod

@@ -70,5 +70,5 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     # Chatty dependencies: their INFO lines are per request or per command.
-    for name in ("hypercorn.access", "pyftpdlib", "urllib3"):
+    for name in ("hypercorn.access", "pyftpdlib", "urllib3", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))

@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from ._actor import Actor, Message, ServiceStats
-from ._service import Resources, Service
+from ._service import Resources, Response, Service
 from .exceptions import InvokeTimeout, ServiceNotFound, ServiceUnavailable
 
 __all__ = ["Router", "new_cid"]
@@ -69,7 +69,12 @@ class Router:
         return name in self._actors
 
     def stats(self, name: str) -> ServiceStats:
+        """The counters of service ``name`` (created empty on first use)."""
         return self._stats.setdefault(name, ServiceStats())
+
+    def all_stats(self) -> dict[str, ServiceStats]:
+        """Counters of every service name seen, deployed now or not."""
+        return dict(self._stats)
 
     # -- delivering messages ----------------------------------------------------------
 
@@ -87,6 +92,13 @@ class Router:
         ServiceUnavailable (the daemon stopped first), or whatever the service raised.
         """
         message = Message(payload, cid or new_cid())
+        return (await self.call(name, message, timeout=timeout)).payload
+
+    async def call(self, name: str, message: Message, *, timeout: float | None = None) -> Response:
+        """Deliver ``message`` to ``name`` and return the service's whole Response.
+
+        What channels use; raises as `invoke` does.
+        """
         try:
             if timeout is None:
                 await self._deliver(name, message)

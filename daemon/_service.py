@@ -28,6 +28,7 @@ from .exceptions import InvalidInput, InvalidOutput
 
 if TYPE_CHECKING:
     from ._router import Router
+    from .http._request import HttpRequest
 
 __all__ = ["Bunch", "Request", "Resources", "Response", "Service"]
 
@@ -63,20 +64,36 @@ class Bunch(Mapping[str, Any]):
 class Request:
     """What a service receives.
 
-    ``payload`` is what the caller sent, as sent; ``input`` is the payload as
-    a `Bunch` when it is a mapping (with every SimpleIO field present, absent
-    optional ones as None), else an empty Bunch.
+    ``payload`` is what the caller sent, as sent (for HTTP: the parsed JSON or
+    form body, else None); ``input`` holds the SimpleIO fields as a `Bunch`
+    (absent optional ones as None) — for HTTP gathered from the query string,
+    the body and the path parameters. ``http`` is set for REST channel requests.
     """
 
     payload: Any
     input: Bunch
+    http: HttpRequest | None = None
+
+    @property
+    def raw_request(self) -> Any:
+        """The HTTP body as bytes (read on first use), else the payload as sent."""
+        if self.http is not None:
+            return self.http.body.read()
+        return self.payload
 
 
 @dataclass
 class Response:
-    """What a service answers: ``payload`` is what ``invoke`` returns to the caller."""
+    """What a service answers: ``payload`` is what ``invoke`` returns to the caller.
+
+    For REST channels: a dict or list is sent as JSON, str as text, bytes as
+    they are; ``status_code``, ``headers`` and ``content_type`` set the rest.
+    """
 
     payload: Any = None
+    status_code: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import structlog
 import trio
 
-from . import __version__
 from ._config import Config, default_config_path, load_config
 from ._deployer import Deployer
 from ._logging import configure_logging
 from ._router import Router
+from ._version import __version__
 from ._zato import install_zato_alias
 from .exceptions import ConfigError
+from .http import admin_token, token_path
 from .main import main as daemon_main
 
 __all__ = ["main"]
@@ -37,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hotwire: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log.level, config.log.format)
+    # Only the daemon logs to stdout; other commands print their results there.
+    configure_logging(
+        config.log.level,
+        config.log.format,
+        stream=sys.stdout if args.command == "run" else sys.stderr,
+    )
     return int(args.handler(config, args))
 
 
@@ -60,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", _run, "run the daemon until SIGTERM or SIGINT")
     command("check", _check, "validate the configuration and import every service file")
+    invoke = command("invoke", _invoke, "invoke a service through a running daemon's admin API")
+    invoke.add_argument("name", help="the service's name")
+    invoke.add_argument("--payload", default=None, help="the payload, as JSON")
+    invoke.add_argument("--timeout", type=float, default=None, help="seconds to wait for it")
+    invoke.add_argument(
+        "--url", default=None, help="the daemon's base URL (default: from [server] in the config)"
+    )
     return parser
 
 
@@ -93,6 +108,39 @@ def _check(config: Config, args: argparse.Namespace) -> int:
         return 1
     print(f"hotwire: {config.source} and {config.paths.services} are fine")
     return 0
+
+
+def _invoke(config: Config, args: argparse.Namespace) -> int:
+    """POST /admin/services/NAME/invoke; print the JSON answer; non-zero exit on error."""
+    token = admin_token(config, create=False)
+    if token is None:
+        print(
+            f"hotwire: no admin token: set [admin] token or start the daemon once to make "
+            f"{token_path(config)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.payload is not None:
+        try:
+            json.loads(args.payload)
+        except json.JSONDecodeError as exc:
+            print(f"hotwire: --payload is not valid JSON: {exc}", file=sys.stderr)
+            return 2
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    params = {"timeout": args.timeout} if args.timeout is not None else {}
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/admin/services/{args.name}/invoke",
+            content=args.payload or b"",
+            params=params,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=None if args.timeout is None else args.timeout + 5,
+        )
+    except httpx.HTTPError as exc:
+        print(f"hotwire: cannot reach the daemon at {url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.is_success else 1
 
 
 async def _check_services(config: Config) -> list[str]:

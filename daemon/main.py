@@ -1,24 +1,28 @@
 """The daemon's main: one nursery tree, nested in shutdown order.
 
-Entrypoints (the watcher; HTTP and the scheduler as they land) sit innermost
-and stop first; then the actors drain within the grace period; then
-connections close. ``main`` reports a `Daemon` handle through ``task_status``
-only when every component has reported ready, which is what READY means.
-Tests run this same ``main`` in-process.
+Entrypoints stop first — HTTP stops accepting and drains within the grace
+period, the watcher stops — then the actors drain, then connections close.
+``main`` reports a `Daemon` handle through ``task_status`` only when every
+component has reported ready (services deployed, port listening), which is
+what READY means. Tests run this same ``main`` in-process.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 import trio
 
-from ._config import Config
+from ._config import Config, load_config
 from ._deployer import Deployer
 from ._router import Router
 from ._zato import install_zato_alias
+from .http import AdminContext, ChannelGateway, HotwireApp, RouteTable, admin_token, serve_http
 
 __all__ = ["Daemon", "main"]
 
@@ -32,7 +36,16 @@ class Daemon:
     config: Config
     router: Router
     deployer: Deployer
+    gateway: ChannelGateway
+    #: Where HTTP listens, e.g. ``["http://127.0.0.1:11223"]`` (the real port when 0 was asked).
+    urls: list[str]
+    admin_token: str
     shutdown: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        """The first URL HTTP listens on."""
+        return self.urls[0]
 
     def stop(self) -> None:
         """Begin the graceful shutdown; `main` returns when it is done."""
@@ -47,13 +60,21 @@ async def main(
 ) -> None:
     """Run the daemon until ``shutdown`` is set (or `Daemon.stop` is called)."""
     started = time.perf_counter()
+    shutdown = shutdown if shutdown is not None else trio.Event()
     install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
     router = Router()
+    gateway = ChannelGateway(
+        router,
+        RouteTable(config.channels.rest),
+        spool_dir=config.paths.state / "http-spool",
+        spool_threshold=config.server.spool_threshold,
+    )
     async with trio.open_nursery() as actors:
         await actors.start(router.run)
-        async with trio.open_nursery() as entrypoints:
-            deployer = await entrypoints.start(
+        # Inner to outer: the watcher is cancelled at shutdown; HTTP drains by itself.
+        async with trio.open_nursery() as serving, trio.open_nursery() as watching:
+            deployer = await watching.start(
                 Deployer(
                     config.paths.services,
                     router,
@@ -61,17 +82,50 @@ async def main(
                     force_polling=config.deploy.force_polling,
                 ).run
             )
-            daemon = Daemon(
-                config, router, deployer, shutdown if shutdown is not None else trio.Event()
+            context = AdminContext(
+                config=config,
+                router=router,
+                deployer=deployer,
+                gateway=gateway,
+                token=admin_token(config) or "",
+                reload=lambda: _reload(context),
             )
+            urls = await serving.start(
+                functools.partial(
+                    serve_http,
+                    HotwireApp(gateway, context),
+                    config.server,
+                    shutdown_trigger=shutdown.wait,
+                )
+            )
+            context.ready = True
+            daemon = Daemon(config, router, deployer, gateway, urls, context.token, shutdown)
             log.info(
                 "daemon_ready",
+                urls=urls,
                 services=len(router.names()),
                 startup_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             task_status.started(daemon)
-            await daemon.shutdown.wait()
-            log.info("daemon_stopping")
-            entrypoints.cancel_scope.cancel()
+            await shutdown.wait()
+            context.ready = False
+            log.info("daemon_stopping", grace_period=config.server.grace_period)
+            watching.cancel_scope.cancel()
+        # Leaving `serving` waits for HTTP to drain its in-flight requests.
         await router.close(grace=config.server.grace_period)
     log.info("daemon_stopped")
+
+
+async def _reload(context: AdminContext) -> dict[str, Any]:
+    """Re-read the configuration file and apply the channels; report what needs a restart."""
+    new = await trio.to_thread.run_sync(load_config, context.config.source)
+    context.gateway.table = RouteTable(new.channels.rest)
+    restart_required = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.name not in ("channels", "source")
+        and getattr(new, f.name) != getattr(context.config, f.name)
+    ]
+    context.config = new
+    log.info("config_reloaded", channels=len(new.channels.rest), restart_required=restart_required)
+    return {"channels": len(new.channels.rest), "restart_required": restart_required}

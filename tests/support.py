@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -19,3 +21,34 @@ async def until(daemon: Daemon, condition: Callable[[], object], *, timeout: flo
 def file_state(daemon: Daemon, file_name: str) -> FileState | None:
     """The deployer's current record of ``file_name``; a new object after each deploy attempt."""
     return next((s for s in daemon.deployer.states() if s.path.name == file_name), None)
+
+
+class JsonLines:
+    """Reads a subprocess's JSON log lines as they come, up to a given event."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self.seen: list[dict[str, Any]] = []
+
+    async def until(self, event: str) -> dict[str, Any]:
+        """The first line (not seen before) whose ``event`` is ``event``; fails at EOF."""
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                if line.strip():
+                    self.seen.append(json.loads(line))
+                    if self.seen[-1].get("event") == event:
+                        return self.seen[-1]
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise AssertionError(f"the process ended before logging {event!r}: {self.seen}")
+            self._buffer += chunk
+
+    async def rest(self) -> list[dict[str, Any]]:
+        """Every remaining line, to EOF."""
+        while chunk := await self._stream.receive_some():
+            self._buffer += chunk
+        self.seen += [json.loads(line) for line in self._buffer.splitlines() if line.strip()]
+        self._buffer = b""
+        return self.seen

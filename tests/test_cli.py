@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import trio
+from support import JsonLines
 
 import daemon
 
@@ -71,20 +71,12 @@ async def test_run_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
         [*HOTWIRE, "run", "--config", str(config)], stdout=subprocess.PIPE
     )
     assert process.stdout is not None
-    lines: list[dict[str, object]] = []
-    buffer = b""
+    lines = JsonLines(process.stdout)
     with trio.fail_after(20):
-        while not any(line.get("event") == "daemon_ready" for line in lines):
-            chunk = await process.stdout.receive_some()
-            assert chunk, "hotwire run exited before it was ready"
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            lines += [json.loads(line) for line in complete if line]
+        ready = await lines.until("daemon_ready")
+        assert ready["startup_ms"] < 1000
         process.send_signal(signal.SIGTERM)
-        rest = b""
-        while chunk := await process.stdout.receive_some():
-            rest += chunk
+        events = [line["event"] for line in await lines.rest()]
         assert await process.wait() == 0
     await process.stdout.aclose()
-    events = [json.loads(line)["event"] for line in (buffer + rest).splitlines() if line]
     assert events[-3:] == ["daemon_stopping", "router_closed", "daemon_stopped"]

@@ -62,7 +62,7 @@ class TestErrors:
                 r"deploy\.force_polling: expected true or false",
             ),
             (MINIMAL + '[log]\nlevel = "loud"\n', r"log\.level: expected one of 'debug'"),
-            (MINIMAL + "[unknown]\n", r": unknown key; expected one of admin, deploy"),
+            (MINIMAL + "[unknown]\n", r"unknown: unknown key; expected one of admin, channels"),
             ("[paths\n", r"invalid TOML"),
         ],
     )

@@ -1,0 +1,64 @@
+"""``/metrics``: the daemon's counters in Prometheus text format.
+
+A custom collector reads the counters the router and the channels already
+keep, at scrape time, so the request path does no extra bookkeeping.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .._actor import LATENCY_BUCKETS
+from .._router import Router
+from ._channels import ChannelGateway
+
+__all__ = ["CONTENT_TYPE", "metrics_text"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _DaemonCollector(Collector):
+    def __init__(self, router: Router, gateway: ChannelGateway) -> None:
+        self._router = router
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        invocations = CounterMetricFamily(
+            "hotwire_service_invocations", "Messages handled, per service.", labels=["service"]
+        )
+        errors = CounterMetricFamily(
+            "hotwire_service_errors", "Messages that failed, per service.", labels=["service"]
+        )
+        latency = HistogramMetricFamily(
+            "hotwire_service_latency_seconds",
+            "Time from a worker taking a message to its answer.",
+            labels=["service"],
+        )
+        for name, stats in sorted(self._router.all_stats().items()):
+            invocations.add_metric([name], stats.invocations)
+            errors.add_metric([name], stats.errors)
+            bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
+            cumulative = list(itertools.accumulate(stats.buckets))
+            latency.add_metric(
+                [name], list(zip(bounds, cumulative, strict=True)), stats.total_seconds
+            )
+        requests = CounterMetricFamily(
+            "hotwire_channel_requests",
+            "REST channel answers by status.",
+            labels=["channel", "status"],
+        )
+        for (channel, status), count in sorted(self._gateway.requests.items()):
+            requests.add_metric([channel, str(status)], count)
+        yield from (invocations, errors, latency, requests)
+
+
+def metrics_text(router: Router, gateway: ChannelGateway) -> bytes:
+    """The current metrics in Prometheus' text exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DaemonCollector(router, gateway))
+    return generate_latest(registry)

@@ -1,0 +1,64 @@
+"""What a service sees of an HTTP request: ``self.request.http``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._service import Bunch
+from ._body import RequestBody
+
+__all__ = ["Headers", "HttpRequest"]
+
+
+class Headers(Mapping[str, str]):
+    """Request headers with case-insensitive names; repeated headers are joined by ", "."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]] | list[list[bytes]]) -> None:
+        items: dict[str, str] = {}
+        for name, value in raw:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            items[key] = f"{items[key]}, {text}" if key in items else text
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+
+@dataclass
+class HttpRequest:
+    """One REST channel request.
+
+    ``params`` holds the query parameters and the path parameters (path
+    parameters win), with attribute and item access as in Zato:
+    ``self.request.http.params.file_name``.
+    """
+
+    method: str
+    path: str
+    params: Bunch
+    headers: Headers
+    body: RequestBody
+    path_params: Mapping[str, str]
+    query: Mapping[str, str]
+
+    def input_fields(self, payload: Any) -> dict[str, Any]:
+        """Where SimpleIO input comes from: query, then the body's fields, then path parameters."""
+        fields: dict[str, Any] = dict(self.query)
+        if isinstance(payload, Mapping):
+            fields.update(payload)
+        fields.update(self.path_params)
+        return fields

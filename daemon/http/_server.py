@@ -1,0 +1,68 @@
+"""The HTTP entrypoint: hypercorn's trio worker serving channels, admin and metrics.
+
+One ASGI app on one port: ``/admin/...`` and ``/metrics`` go to the
+quart-trio admin app (which also handles the lifespan protocol); every other
+path goes to the REST channel gateway. Graceful shutdown is hypercorn's own:
+when ``shutdown_trigger`` returns it stops accepting, lets in-flight
+requests finish within ``server.grace_period``, then cancels the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+from .._config import ServerConfig
+from ._admin import AdminContext, create_admin_app
+from ._channels import ChannelGateway
+
+__all__ = ["HotwireApp", "serve_http"]
+
+
+class HotwireApp:
+    """The root ASGI app: admin and metrics to Quart, everything else to the channels."""
+
+    def __init__(self, gateway: ChannelGateway, context: AdminContext) -> None:
+        self._gateway = gateway
+        self._admin = create_admin_app(context)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(("/admin", "/metrics")):
+            await self._gateway(scope, receive, send)
+        else:
+            await self._admin(scope, receive, send)  # type: ignore[arg-type]
+
+
+def hypercorn_config(server: ServerConfig) -> hypercorn.config.Config:
+    config = hypercorn.config.Config()
+    config.bind = [f"{server.host}:{server.port}"]
+    config.graceful_timeout = server.grace_period
+    config.keep_alive_timeout = server.keep_alive_timeout
+    config.accesslog = None
+    # hypercorn's own handler would bypass our log format: hand it our logger.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve_http(
+    app: HotwireApp,
+    server: ServerConfig,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[Any]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger`` returns and in-flight requests drain.
+
+    ``nursery.start`` returns the URLs listened on (the real port when 0 was asked).
+    """
+    await hypercorn.trio.serve(
+        app,  # type: ignore[arg-type]
+        hypercorn_config(server),
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
