@@ -1,0 +1,252 @@
+"""Benchmark: hypercorn's stock Trio worker against Hotwire's fast transport.
+
+Run ``.venv/bin/python bench/bench_transport.py`` (or call `main`). One run
+serves the same raw ASGI app -- it reads a ~1 KiB POST body and answers a small
+JSON document -- first on ``hypercorn.trio`` and then on
+``daemon.http._fast_transport``, each in its own subprocess, one at a time and
+under the same load, and prints requests/s and p99 latency for each and the
+ratio fast/stock as the last line.
+
+The load comes from ``wrk`` (``apt-get install wrk``) with a Lua script for the
+POST body: a 2 s warm-up, then 10 s at ``-t1 -c32``. Without wrk, a small
+keep-alive load generator in this file (a thread per connection, blocking
+sockets) stands in; it is slower than wrk, so its absolute figures are lower,
+but both transports get the same one. On a machine with two or more cores the
+server is pinned to core 0 and the load generator to core 1, so that the
+server's one core is what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BODY = b"x" * 1024
+RESPONSE = json.dumps({"ok": True, "received": len(BODY)}).encode()
+TRANSPORTS = ("stock", "fast")
+
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = string.rep("x", %d)
+wrk.headers["Content-Type"] = "application/octet-stream"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one load run measured."""
+
+    requests_per_second: float
+    p99_ms: float
+    errors: int
+
+
+# --------------------------------------------------------------------------- server side
+
+
+async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+    """A raw ASGI app: read the whole request body, answer a small JSON document."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more_body = True
+    while more_body:
+        message = await receive()
+        more_body = message.get("more_body", False)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(RESPONSE)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": RESPONSE})
+
+
+def run_server(transport: str) -> None:
+    """Serve `app` on 127.0.0.1, port 0; print the URL; stop on SIGTERM."""
+    import trio
+    from hypercorn.config import Config
+
+    from daemon.http._fast_transport import select_serve
+
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {0})
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    config.backlog = 1024
+
+    async def shutdown_on_sigterm() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                lambda task_status: select_serve(transport == "fast")(
+                    app, config, shutdown_trigger=shutdown_on_sigterm, task_status=task_status
+                )
+            )
+            print(binds[0], flush=True)
+
+    trio.run(main)
+
+
+# --------------------------------------------------------------------------- load side
+
+
+def _pin_to_load_core(pid: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, {1})
+
+
+def run_wrk(wrk: str, url: str, seconds: float, connections: int) -> Result:
+    """One wrk run against ``url``; wrk's own Lua ``done`` hook reports the figures."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % len(BODY))
+    try:
+        command = [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            script.name,
+            url,
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        _pin_to_load_core(process.pid)
+        output, _ = process.communicate()
+    finally:
+        os.unlink(script.name)
+    match = re.search(r"^RESULT (\d+) (\d+) (\d+) (\d+)$", output, re.MULTILINE)
+    if process.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed (exit {process.returncode}):\n{output}")
+    requests, duration_us, p99_us, errors = map(int, match.groups())
+    return Result(requests / (duration_us / 1e6), p99_us / 1e3, errors)
+
+
+def run_python_load(url: str, seconds: float, connections: int) -> Result:
+    """The fallback load: ``connections`` keep-alive clients, one thread each."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    request = (
+        f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(BODY)}\r\n\r\n".encode() + BODY
+    )
+    deadline = time.monotonic() + seconds
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+
+    def client(index: int) -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            buffer = b""
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                sock.sendall(request)
+                while b"\r\n\r\n" not in buffer:
+                    buffer += sock.recv(65536)
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+                while len(buffer) < length:
+                    buffer += sock.recv(65536)
+                buffer = buffer[length:]
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors[index] += 1
+                latencies[index].append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    merged = sorted(latency for per_client in latencies for latency in per_client)
+    p99 = merged[int(len(merged) * 0.99)] if merged else 0.0
+    return Result(len(merged) / elapsed, p99 * 1e3, sum(errors))
+
+
+def measure(transport: str, seconds: float, warmup: float, connections: int) -> Result:
+    """Start one server subprocess, warm it up, measure it, stop it."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", transport],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the {transport} server did not start (printed {url!r})")
+        wrk = shutil.which("wrk")
+        if wrk is not None:
+            run_wrk(wrk, url, warmup, connections)
+            return run_wrk(wrk, url, seconds, connections)
+        run_python_load(url, warmup, connections)
+        return run_python_load(url, seconds, connections)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> float:
+    """Run the comparison, print the figures; return the ratio fast/stock."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--serve", choices=TRANSPORTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        run_server(args.serve)
+        return 0.0
+
+    load = "wrk -t1" if shutil.which("wrk") else "python threads (wrk not found)"
+    print(f"load: {load}, {args.connections} connections, {args.duration:g} s, POST {len(BODY)} B")
+    results = {
+        transport: measure(transport, args.duration, args.warmup, args.connections)
+        for transport in TRANSPORTS
+    }
+    for transport, result in results.items():
+        print(
+            f"{transport:>5}: {result.requests_per_second:9.1f} req/s"
+            f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+        )
+    ratio = results["fast"].requests_per_second / results["stock"].requests_per_second
+    print(f"ratio fast/stock: {ratio:.2f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    main()
