@@ -19,6 +19,7 @@ from ._logging import configure_logging
 from ._router import Router
 from ._version import __version__
 from ._zato import install_zato_alias
+from .emulators import serve_standalone
 from .exceptions import ConfigError
 from .http import admin_token, token_path
 from .main import main as daemon_main
@@ -40,11 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hotwire: {exc}", file=sys.stderr)
         return 2
-    # Only the daemon logs to stdout; other commands print their results there.
+    # Only long-running commands log to stdout; others print their results there.
     configure_logging(
         config.log.level,
         config.log.format,
-        stream=sys.stdout if args.command == "run" else sys.stderr,
+        stream=sys.stdout if args.command in ("run", "emulator") else sys.stderr,
     )
     return int(args.handler(config, args))
 
@@ -75,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "--url", default=None, help="the daemon's base URL (default: from [server] in the config)"
     )
+    emulator = command("emulator", _emulator, "run an emulator on its own, for service development")
+    emulator.add_argument("kind", choices=["dropbox"], help="which peer to emulate")
+    emulator.add_argument(
+        "--root", type=Path, default=None, help="folder for the files (default: <state>/dropbox)"
+    )
+    emulator.add_argument(
+        "--port", type=int, default=8443, help="API port; the content host takes the next one"
+    )
+    emulator.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        help="an access token to accept (repeatable; default: generated)",
+    )
     return parser
 
 
@@ -97,6 +112,23 @@ async def _serve_until_signalled(config: Config) -> None:
             nursery.start_soon(stop_on_signal)
             await daemon_main(config, shutdown=shutdown)
             nursery.cancel_scope.cancel()
+
+
+def _emulator(config: Config, args: argparse.Namespace) -> int:
+    """Serve the Dropbox emulator until SIGTERM or SIGINT; the log says where and how."""
+    root = args.root or config.paths.state / "dropbox"
+
+    async def serve() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    serve_standalone, root, config.paths.state, args.port, args.token
+                )
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+    trio.run(serve)
+    return 0
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:

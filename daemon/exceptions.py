@@ -76,3 +76,54 @@ class InvokeTimeout(InvokeError, TimeoutError):
 
 class ServiceUnavailable(InvokeError):
     """The target was undeployed or the daemon is stopping before the message ran."""
+
+
+class OutboxUnavailable(HotwireError):
+    """The outbox cannot durably accept a message (disk full, spool or database not writable).
+
+    Nothing of the message was kept. ``reason`` is a short fixed phrase such as
+    ``"disk full"`` or ``"spool directory not writable"``, for metrics and HTTP
+    bodies; the message adds the path involved.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"outbox unavailable: {reason} ({detail})")
+        self.reason = reason
+
+
+class ConnectionFailed(HotwireError):
+    """An outgoing connection cannot reach, log in to or keep talking to its peer.
+
+    Raised for a refused or timed-out connection, a failed TLS handshake, a
+    rejected login, or a peer that dropped the connection (after the one retry
+    that idempotent operations get). The message names the connection, the
+    peer's host:port and the peer's reply or the socket error, never a secret.
+    """
+
+
+class RemoteFileError(HotwireError):
+    """The peer refused a file operation while the connection itself is fine.
+
+    For example FTP's ``550 No such file or directory``. ``code`` is the
+    peer's numeric reply code when it gave one (550), else None.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class JobNotFound(HotwireError, LookupError):
+    """A scheduler operation named a job that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no scheduler job named {name!r}")
+        self.name = name
+
+
+class JobConflict(HotwireError):
+    """A scheduler operation clashes with the job's current state.
+
+    For example: adding a job whose name is taken, editing or deleting a job
+    that comes from the configuration file, or running a job that is running.
+    """

@@ -21,7 +21,10 @@ import trio
 from ._config import Config, load_config
 from ._deployer import Deployer
 from ._router import Router
+from ._service import Resources
 from ._zato import install_zato_alias
+from .connections import Connections
+from .emulators import run_emulators
 from .http import AdminContext, ChannelGateway, HotwireApp, RouteTable, admin_token, serve_http
 
 __all__ = ["Daemon", "main"]
@@ -63,7 +66,30 @@ async def main(
     shutdown = shutdown if shutdown is not None else trio.Event()
     install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
-    router = Router()
+    async with trio.open_nursery() as peers:
+        endpoints = await peers.start(run_emulators, config)
+        connections = Connections(
+            config, dropbox_endpoint=endpoints.dropbox, ftp_endpoint=endpoints.ftp
+        )
+        try:
+            await _serve(config, connections, shutdown, started, task_status)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                # Closing says goodbye to peers (FTP QUIT): blocking, so in a thread.
+                await trio.to_thread.run_sync(connections.close)
+        peers.cancel_scope.cancel()
+    log.info("daemon_stopped")
+
+
+async def _serve(
+    config: Config,
+    connections: Connections,
+    shutdown: trio.Event,
+    started: float,
+    task_status: trio.TaskStatus[Daemon],
+) -> None:
+    """Actors, then entrypoints inside them, so that entrypoints stop first."""
+    router = Router(resources=Resources(cloud=connections.cloud, outgoing=connections.outgoing))
     gateway = ChannelGateway(
         router,
         RouteTable(config.channels.rest),
@@ -89,6 +115,7 @@ async def main(
                 gateway=gateway,
                 token=admin_token(config) or "",
                 reload=lambda: _reload(context),
+                connections=connections,
             )
             urls = await serving.start(
                 functools.partial(
@@ -113,7 +140,6 @@ async def main(
             watching.cancel_scope.cancel()
         # Leaving `serving` waits for HTTP to drain its in-flight requests.
         await router.close(grace=config.server.grace_period)
-    log.info("daemon_stopped")
 
 
 async def _reload(context: AdminContext) -> dict[str, Any]:

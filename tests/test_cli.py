@@ -80,3 +80,32 @@ async def test_run_logs_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert await process.wait() == 0
     await process.stdout.aclose()
     assert events[-3:] == ["daemon_stopping", "router_closed", "daemon_stopped"]
+
+
+async def test_standalone_dropbox_emulator(tmp_path: Path) -> None:
+    """hotwire emulator dropbox serves the real SDK with a generated token, until SIGTERM."""
+    from daemon.connections import build_dropbox_client
+
+    config = write_config(tmp_path)
+    process = await trio.lowlevel.open_process(
+        [*HOTWIRE, "emulator", "dropbox", "--port", "0", "--config", str(config)],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    lines = JsonLines(process.stdout)
+    with trio.fail_after(20):
+        token_file = Path((await lines.until("dropbox_emulator_token"))["path"])
+        where = await lines.until("dropbox_emulator_listening")
+        client = build_dropbox_client(
+            user_agent="cli-test",
+            token=token_file.read_text().strip(),
+            api_host=where["api_host"],
+            content_host=where["content_host"],
+            ca_certs=where["ca_path"],
+        )
+        await trio.to_thread.run_sync(client.files_upload, b"from the SDK", "/hello.txt")
+        process.send_signal(signal.SIGTERM)
+        assert await process.wait() == 0
+    await process.stdout.aclose()
+    assert (Path(where["root"]) / "hello.txt").read_bytes() == b"from the SDK"
+    assert token_file.stat().st_mode & 0o777 == 0o600

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+import trio
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -26,6 +27,7 @@ from .._config import Config, RestChannel
 from .._deployer import Deployer
 from .._router import Router, new_cid
 from .._version import __version__
+from ..connections import Connections
 from ..exceptions import ConfigError, ServiceNotFound
 from ._channels import ChannelGateway, status_for
 from ._errors import error_document
@@ -50,8 +52,7 @@ class AdminContext:
     token: str
     #: Re-reads the configuration file and applies what can change live.
     reload: Callable[[], Awaitable[dict[str, Any]]]
-    #: Describes outgoing connections (name, kind, secrets set/unset) for the admin API.
-    connections: Callable[[], list[dict[str, Any]]] = list
+    connections: Connections
     ready: bool = False
     routes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -153,7 +154,26 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
 
     @routes.add("GET", "/admin/connections", "Outgoing connections (secrets shown as set/unset).")
     async def connections() -> Response:
-        return _json({"connections": context.connections()})
+        return _json({"connections": context.connections.describe()})
+
+    @routes.add(
+        "PUT",
+        "/admin/connections/{kind}/{name}/secret",
+        'Set a connection\'s secret, e.g. a Dropbox token: {"secret": "..."}. Never readable.',
+    )
+    async def set_secret(kind: str, name: str) -> Response:
+        raw = await request.get_data()
+        try:
+            secret = json.loads(raw)["secret"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            return _json_error(400, 'expected a JSON body {"secret": "..."}')
+        if not isinstance(secret, str) or not secret.strip():
+            return _json_error(400, "the secret must be a non-empty string")
+        try:
+            await trio.to_thread.run_sync(context.connections.set_secret, kind, name, secret)
+        except LookupError as exc:
+            return _json_error(404, str(exc))
+        return _json({"kind": kind, "name": name, "secret": "set"})
 
     @routes.add("POST", "/admin/reload", "Re-read the configuration file; apply channels now.")
     async def reload() -> Response:

@@ -24,7 +24,15 @@ from .._actor import Message
 from .._config import ChannelSecurity, RestChannel
 from .._router import Router, new_cid
 from .._service import Bunch, Response
-from ..exceptions import InvalidInput, InvokeTimeout, ServiceNotFound, ServiceUnavailable
+from ..connections import describe_dropbox_error
+from ..exceptions import (
+    ConnectionFailed,
+    InvalidInput,
+    InvokeTimeout,
+    RemoteFileError,
+    ServiceNotFound,
+    ServiceUnavailable,
+)
 from ._body import BodyTooLarge, ClientDisconnected, RequestBody, receive_body
 from ._errors import error_json
 from ._request import Headers, HttpRequest
@@ -224,6 +232,11 @@ def status_for(exc: Exception) -> tuple[int, str]:
         return 504, str(exc)
     if isinstance(exc, ServiceNotFound | ServiceUnavailable):
         return 503, str(exc)
+    # A peer refused or failed (Dropbox, FTP): the gateway's upstream, so 502.
+    if isinstance(exc, ConnectionFailed | RemoteFileError):
+        return 502, str(exc)
+    if (remote := describe_dropbox_error(exc)) is not None:
+        return 502, remote
     return 500, "the service failed; see the daemon's log for this cid"
 
 

@@ -1,6 +1,7 @@
 """The HTTP entrypoint: hypercorn's trio worker serving channels, admin and metrics.
 
-One ASGI app on one port: ``/admin/...`` and ``/metrics`` go to the
+One ASGI app on one port, on the fast transport unless ``server.fast_transport``
+is off: ``/admin/...`` and ``/metrics`` go to the
 quart-trio admin app (which also handles the lifespan protocol); every other
 path goes to the REST channel gateway. Graceful shutdown is hypercorn's own:
 when ``shutdown_trigger`` returns it stops accepting, lets in-flight
@@ -14,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hypercorn.config
-import hypercorn.trio
 import trio
 
 from .._config import ServerConfig
 from ._admin import AdminContext, create_admin_app
 from ._channels import ChannelGateway
+from ._fast_transport import select_serve
 
 __all__ = ["HotwireApp", "serve_http"]
 
@@ -60,8 +61,9 @@ async def serve_http(
 
     ``nursery.start`` returns the URLs listened on (the real port when 0 was asked).
     """
-    await hypercorn.trio.serve(
-        app,  # type: ignore[arg-type]
+    serve = select_serve(server.fast_transport)
+    await serve(
+        app,
         hypercorn_config(server),
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
