@@ -19,6 +19,7 @@ from ._schema import Context, Convert, build
 from ._secrets import Secret, resolve_secret
 from ._units import parse_duration, parse_size
 from .exceptions import ConfigError
+from .scheduler import JobSpec
 
 __all__ = ["Config", "default_config_path", "load_config"]
 
@@ -53,6 +54,11 @@ def _required_secret(value: Any, context: Context) -> Secret:
     return secret
 
 
+def _job(value: Any, context: Context) -> JobSpec:
+    # ConfigError is not caught by the schema builder; it already names file and key.
+    return JobSpec.from_mapping(value, where=f"{context.file}: {context.key}")
+
+
 def _port(value: Any, context: Context) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise ValueError(f"expected a port number from 0 to 65535, got {value!r}")
@@ -66,6 +72,7 @@ Port = Annotated[int, Convert(_port)]
 #: A secret that may be absent: ``env:NAME`` with NAME unset gives None.
 OptionalSecret = Annotated[Secret | None, Convert(_optional_secret)]
 RequiredSecret = Annotated[Secret, Convert(_required_secret)]
+Job = Annotated[JobSpec, Convert(_job)]
 
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _PATH_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@%-]+)$")
@@ -310,6 +317,19 @@ class EmulatorsConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """``[[scheduler.jobs]]``: jobs that invoke a service by name (see daemon.scheduler)."""
+
+    jobs: tuple[Job, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [job.name for job in self.jobs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"jobs: each name must be unique, {duplicates[0]!r} is used twice")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. ``source`` is the file it came from."""
 
@@ -321,6 +341,7 @@ class Config:
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     emulators: EmulatorsConfig = field(default_factory=EmulatorsConfig)
     source: Path = field(default=Path("<memory>"), init=False, compare=False)
 

@@ -176,12 +176,19 @@ def _invoke(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_services(config: Config) -> list[str]:
-    """Deploy every service file into a throwaway router and list the failures."""
+    """Deploy every service file into a throwaway router; list failures and dangling jobs."""
     install_zato_alias()
     router = Router()
     async with trio.open_nursery() as nursery:
         await nursery.start(router.run)
         deployer = Deployer(config.paths.services, router)
         await deployer.rescan()
+        problems = [f"{state.path}: {state.traceback}" for state in deployer.states() if state.error]
+        problems += [
+            f"{config.source}: scheduler job {job.name!r} names {job.service!r}, "
+            "which no service file defines"
+            for job in config.scheduler.jobs
+            if job.service not in router
+        ]
         await router.close(grace=1)
-    return [f"{state.path}: {state.traceback}" for state in deployer.states() if state.error]
+    return problems

@@ -1,7 +1,7 @@
 """The daemon's main: one nursery tree, nested in shutdown order.
 
 Entrypoints stop first — HTTP stops accepting and drains within the grace
-period, the watcher stops — then the actors drain, then connections close.
+period, the watcher and the scheduler stop — then the actors drain, then connections close.
 ``main`` reports a `Daemon` handle through ``task_status`` only when every
 component has reported ready (services deployed, port listening), which is
 what READY means. Tests run this same ``main`` in-process.
@@ -26,6 +26,7 @@ from ._zato import install_zato_alias
 from .connections import Connections
 from .emulators import run_emulators
 from .http import AdminContext, ChannelGateway, HotwireApp, RouteTable, admin_token, serve_http
+from .scheduler import Scheduler
 
 __all__ = ["Daemon", "main"]
 
@@ -39,6 +40,7 @@ class Daemon:
     config: Config
     router: Router
     deployer: Deployer
+    scheduler: Scheduler
     gateway: ChannelGateway
     #: Where HTTP listens, e.g. ``["http://127.0.0.1:11223"]`` (the real port when 0 was asked).
     urls: list[str]
@@ -98,7 +100,7 @@ async def _serve(
     )
     async with trio.open_nursery() as actors:
         await actors.start(router.run)
-        # Inner to outer: the watcher is cancelled at shutdown; HTTP drains by itself.
+        # Inner to outer: watcher and scheduler are cancelled at shutdown; HTTP drains itself.
         async with trio.open_nursery() as serving, trio.open_nursery() as watching:
             deployer = await watching.start(
                 Deployer(
@@ -106,6 +108,16 @@ async def _serve(
                     router,
                     step=config.deploy.step,
                     force_polling=config.deploy.force_polling,
+                ).run
+            )
+            scheduler = await watching.start(
+                Scheduler(
+                    config.scheduler.jobs,
+                    invoke=lambda name, payload, timeout: router.invoke(
+                        name, payload, timeout=timeout
+                    ),
+                    state_dir=config.paths.state,
+                    is_known_service=router.__contains__,
                 ).run
             )
             context = AdminContext(
@@ -116,6 +128,7 @@ async def _serve(
                 token=admin_token(config) or "",
                 reload=lambda: _reload(context),
                 connections=connections,
+                scheduler=scheduler,
             )
             urls = await serving.start(
                 functools.partial(
@@ -126,7 +139,9 @@ async def _serve(
                 )
             )
             context.ready = True
-            daemon = Daemon(config, router, deployer, gateway, urls, context.token, shutdown)
+            daemon = Daemon(
+                config, router, deployer, scheduler, gateway, urls, context.token, shutdown
+            )
             log.info(
                 "daemon_ready",
                 urls=urls,
@@ -143,13 +158,14 @@ async def _serve(
 
 
 async def _reload(context: AdminContext) -> dict[str, Any]:
-    """Re-read the configuration file and apply the channels; report what needs a restart."""
+    """Re-read the configuration file, apply channels and jobs; report what needs a restart."""
     new = await trio.to_thread.run_sync(load_config, context.config.source)
     context.gateway.table = RouteTable(new.channels.rest)
+    context.scheduler.replace_all(new.scheduler.jobs)
     restart_required = [
         f.name
         for f in dataclasses.fields(Config)
-        if f.name not in ("channels", "source")
+        if f.name not in ("channels", "scheduler", "source")
         and getattr(new, f.name) != getattr(context.config, f.name)
     ]
     context.config = new

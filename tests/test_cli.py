@@ -54,6 +54,19 @@ def test_check_lists_each_problem(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_check_reports_jobs_naming_unknown_services(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text()
+        + '[[scheduler.jobs]]\nname = "j"\nservice = "nobody.home"\ninterval = "1m"\n'
+    )
+    result = subprocess.run(
+        [*HOTWIRE, "check", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "scheduler job 'j' names 'nobody.home'" in result.stderr
+
+
 def test_check_reports_config_errors(tmp_path: Path) -> None:
     path = tmp_path / "hotwire.toml"
     path.write_text("[paths]\nservices = 1\nstate = 's'\n")

@@ -14,12 +14,15 @@ REQUEST_RECORD_SIZE = 10_000
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request the emulator answered: its route (``files/upload``,
-    ``oauth2/token``), the client's User-Agent and the status sent (None when
-    the connection was dropped without a response)."""
+    ``oauth2/token``), the client's User-Agent, the status sent (None when
+    the connection was dropped without a response), and for content routes
+    the Dropbox path from the ``Dropbox-API-Arg`` header (a session finish's
+    commit path), so tests can count what was committed where."""
 
     route: str
     user_agent: str
     status: int | None
+    path: str | None = None
 
 
 @dataclass(frozen=True)

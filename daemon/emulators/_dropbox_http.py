@@ -120,7 +120,9 @@ class DropboxApp:
 
         def record(status: int | None) -> None:
             # before the response goes out, so a client that got it finds it recorded
-            self.requests.append(RecordedRequest(route, headers.get("user-agent", ""), status))
+            self.requests.append(
+                RecordedRequest(route, headers.get("user-agent", ""), status, _arg_path(headers))
+            )
 
         try:
             await self._handle(scope, route, headers, Body(receive), _Recording(send, record))
@@ -230,6 +232,19 @@ class DropboxApp:
             raise BadRequest(f"{where}: could not decode input as JSON") from exc
         except stone_validators.ValidationError as exc:
             raise BadRequest(f"{where}: {exc}") from exc
+
+
+def _arg_path(headers: dict[str, str]) -> str | None:
+    """The path named by a content route's Dropbox-API-Arg, if any (for the request record)."""
+    try:
+        arg = json.loads(headers.get("dropbox-api-arg") or "null")
+    except ValueError:
+        return None
+    if not isinstance(arg, dict):
+        return None
+    commit = arg.get("commit")
+    path = commit.get("path") if isinstance(commit, dict) else arg.get("path")
+    return path if isinstance(path, str) else None
 
 
 class _Recording:

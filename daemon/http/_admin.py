@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,8 @@ from .._deployer import Deployer
 from .._router import Router, new_cid
 from .._version import __version__
 from ..connections import Connections
-from ..exceptions import ConfigError, ServiceNotFound
+from ..exceptions import ConfigError, JobConflict, JobNotFound, ServiceNotFound
+from ..scheduler import JobSpec, Scheduler
 from ._channels import ChannelGateway, status_for
 from ._errors import error_document
 from ._metrics import CONTENT_TYPE, metrics_text
@@ -53,6 +55,7 @@ class AdminContext:
     #: Re-reads the configuration file and applies what can change live.
     reload: Callable[[], Awaitable[dict[str, Any]]]
     connections: Connections
+    scheduler: Scheduler
     ready: bool = False
     routes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -181,6 +184,70 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
             return _json(await context.reload())
         except ConfigError as exc:
             return _json_error(400, str(exc))
+
+    @routes.add("GET", "/admin/scheduler/jobs", "Scheduler jobs: schedule, state, last run.")
+    async def jobs() -> Response:
+        return _json({"jobs": [job.to_mapping() for job in context.scheduler.list_jobs()]})
+
+    @routes.add("POST", "/admin/scheduler/jobs", "Create a job (the same keys as in the config).")
+    async def create_job() -> Response:
+        return await _job_call(lambda spec: context.scheduler.add(spec), await _job_spec(), 201)
+
+    @routes.add("GET", "/admin/scheduler/jobs/{name}", "One job.")
+    async def job(name: str) -> Response:
+        return await _job_call(context.scheduler.get, name)
+
+    @routes.add("PUT", "/admin/scheduler/jobs/{name}", "Replace a job created through the API.")
+    async def update_job(name: str) -> Response:
+        spec = await _job_spec(name)
+        return await _job_call(context.scheduler.update, spec)
+
+    @routes.add("DELETE", "/admin/scheduler/jobs/{name}", "Delete a job created through the API.")
+    async def delete_job(name: str) -> Response:
+        return await _job_call(context.scheduler.delete, name, 204)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/pause", "Pause a job.")
+    async def pause_job(name: str) -> Response:
+        return await _job_call(context.scheduler.pause, name)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/resume", "Resume a paused job.")
+    async def resume_job(name: str) -> Response:
+        return await _job_call(context.scheduler.resume, name)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/run", "Run a job now and wait for it.")
+    async def run_job(name: str) -> Response:
+        return await _job_call(context.scheduler.run_now, name)
+
+    async def _job_spec(name: str | None = None) -> JobSpec | Response:
+        raw = await request.get_data()
+        try:
+            data = json.loads(raw) if raw else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _json_error(400, f"the body is not valid JSON: {exc}")
+        if name is not None:
+            data = {**data, "name": name} if isinstance(data, dict) else data
+        try:
+            return JobSpec.from_mapping(data, where="job")
+        except ConfigError as exc:
+            return _json_error(400, str(exc))
+
+    async def _job_call(action: Callable[[Any], Any], argument: Any, ok: int = 200) -> Response:
+        """Run a scheduler action, mapping its errors to statuses."""
+        if isinstance(argument, Response):
+            return argument  # the request was already refused
+        try:
+            result = action(argument)
+            if inspect.isawaitable(result):
+                result = await result
+        except JobNotFound as exc:
+            return _json_error(404, str(exc))
+        except JobConflict as exc:
+            return _json_error(409, str(exc))
+        except ConfigError as exc:
+            return _json_error(400, str(exc))
+        if result is None:
+            return Response(b"", status=ok)
+        return _json(result.to_mapping(), ok)
 
     @routes.add("GET", "/admin/openapi.json", "This document.")
     async def openapi() -> Response:
