@@ -167,6 +167,9 @@ class RestChannel:
     #: The service must answer within this long, else 504 (default: no limit).
     timeout: Duration | None = None
     security: ChannelSecurity | None = None
+    #: ``sync`` answers with the service's response; ``durable`` answers 202 with
+    #: a message id once the request is on disk, and the outbox delivers it.
+    delivery: Literal["sync", "durable"] = "sync"
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/") or not all(
@@ -317,6 +320,27 @@ class EmulatorsConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    """``[outbox]``: durable delivery (``delivery = "durable"`` channels, durable invokes).
+
+    A message is tried again after a failure with exponential back-off (with
+    jitter) from ``backoff_base`` up to ``backoff_max``; after ``max_attempts``
+    it is dead until retried through the admin API.
+    """
+
+    max_attempts: int = 10
+    backoff_base: Duration = 1.0
+    backoff_max: Duration = 300.0
+    per_target_concurrency: int = 4
+    #: Delivered messages are forgotten after this long.
+    retention: Duration = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.per_target_concurrency < 1:
+            raise ValueError("max_attempts and per_target_concurrency: expected 1 or more")
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     """``[[scheduler.jobs]]``: jobs that invoke a service by name (see daemon.scheduler)."""
 
@@ -342,6 +366,7 @@ class Config:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     emulators: EmulatorsConfig = field(default_factory=EmulatorsConfig)
     source: Path = field(default=Path("<memory>"), init=False, compare=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -18,6 +18,9 @@ import trio
 from ._actor import Actor, Message, ServiceStats
 from ._service import Resources, Response, Service
 from .exceptions import InvokeTimeout, ServiceNotFound, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from ._durable import DurableOutbox
 
 __all__ = ["Router", "new_cid"]
 
@@ -42,6 +45,8 @@ class Router:
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._stopped = trio.Event()
+        #: Set by the daemon once the outbox runs; durable invokes need it.
+        self.outbox: DurableOutbox | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Router] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the actors; reports the router itself when ready.
@@ -121,6 +126,16 @@ class Router:
         message = Message(payload, cid or new_cid())
         await self._deliver(name, message)
         return message.cid
+
+    async def send_durable(self, name: str, payload: Any = None, *, cid: str | None = None) -> str:
+        """Keep a message for ``name`` in the outbox; return its id once it is on disk.
+
+        Raises ServiceUnavailable when this process has no outbox, OutboxUnavailable
+        when the disk refuses the message, TypeError when the payload is not JSON.
+        """
+        if self.outbox is None:
+            raise ServiceUnavailable("durable delivery is not available in this process")
+        return await self.outbox.accept_invoke(name, payload, cid or new_cid())
 
     async def _deliver(self, name: str, message: Message) -> None:
         while True:

@@ -221,12 +221,17 @@ class Service:
         """
         return self._call(self._router.invoke(name, payload, cid=self.cid, timeout=timeout))
 
-    def invoke_async(self, name: str, payload: Any = None) -> Any:
+    def invoke_async(self, name: str, payload: Any = None, *, durable: bool = False) -> Any:
         """Hand ``payload`` to service ``name`` without waiting for its answer.
 
         Returns the cid once the message is in the target's mailbox (waiting
-        while it is full). Awaitable in ``async def handle``; blocking in sync.
+        while it is full). With ``durable=True`` the message goes through the
+        outbox instead: it survives restarts and failures of the target (which
+        is retried with back-off), and the returned message id means it is on
+        disk. Awaitable in ``async def handle``; blocking in sync.
         """
+        if durable:
+            return self._call(self._router.send_durable(name, payload, cid=self.cid))
         return self._call(self._router.send(name, payload, cid=self.cid))
 
     @staticmethod

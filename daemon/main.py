@@ -20,6 +20,7 @@ import trio
 
 from ._config import Config, load_config
 from ._deployer import Deployer
+from ._durable import DurableOutbox, run_outbox
 from ._router import Router
 from ._service import Resources
 from ._zato import install_zato_alias
@@ -41,6 +42,7 @@ class Daemon:
     router: Router
     deployer: Deployer
     scheduler: Scheduler
+    outbox: DurableOutbox
     gateway: ChannelGateway
     #: Where HTTP listens, e.g. ``["http://127.0.0.1:11223"]`` (the real port when 0 was asked).
     urls: list[str]
@@ -100,60 +102,79 @@ async def _serve(
     )
     async with trio.open_nursery() as actors:
         await actors.start(router.run)
-        # Inner to outer: watcher and scheduler are cancelled at shutdown; HTTP drains itself.
-        async with trio.open_nursery() as serving, trio.open_nursery() as watching:
-            deployer = await watching.start(
-                Deployer(
-                    config.paths.services,
-                    router,
-                    step=config.deploy.step,
-                    force_polling=config.deploy.force_polling,
-                ).run
+        # The outbox outlives HTTP's drain (durable requests in flight need it)
+        # and stops before the actors drain; its in-flight deliveries are retried
+        # after a restart.
+        async with trio.open_nursery() as durable:
+            outbox = await durable.start(
+                run_outbox, config.outbox, config.paths.state / "outbox", router
             )
-            scheduler = await watching.start(
-                Scheduler(
-                    config.scheduler.jobs,
-                    invoke=lambda name, payload, timeout: router.invoke(
-                        name, payload, timeout=timeout
-                    ),
-                    state_dir=config.paths.state,
-                    is_known_service=router.__contains__,
-                ).run
-            )
-            context = AdminContext(
-                config=config,
-                router=router,
-                deployer=deployer,
-                gateway=gateway,
-                token=admin_token(config) or "",
-                reload=lambda: _reload(context),
-                connections=connections,
-                scheduler=scheduler,
-            )
-            urls = await serving.start(
-                functools.partial(
-                    serve_http,
-                    HotwireApp(gateway, context),
-                    config.server,
-                    shutdown_trigger=shutdown.wait,
+            router.outbox = gateway.outbox = outbox
+            # Inner to outer: the watcher and the scheduler are cancelled at
+            # shutdown; HTTP drains by itself.
+            async with trio.open_nursery() as serving, trio.open_nursery() as watching:
+                deployer = await watching.start(
+                    Deployer(
+                        config.paths.services,
+                        router,
+                        step=config.deploy.step,
+                        force_polling=config.deploy.force_polling,
+                    ).run
                 )
-            )
-            context.ready = True
-            daemon = Daemon(
-                config, router, deployer, scheduler, gateway, urls, context.token, shutdown
-            )
-            log.info(
-                "daemon_ready",
-                urls=urls,
-                services=len(router.names()),
-                startup_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-            task_status.started(daemon)
-            await shutdown.wait()
-            context.ready = False
-            log.info("daemon_stopping", grace_period=config.server.grace_period)
-            watching.cancel_scope.cancel()
-        # Leaving `serving` waits for HTTP to drain its in-flight requests.
+                scheduler = await watching.start(
+                    Scheduler(
+                        config.scheduler.jobs,
+                        invoke=lambda name, payload, timeout: router.invoke(
+                            name, payload, timeout=timeout
+                        ),
+                        state_dir=config.paths.state,
+                        is_known_service=router.__contains__,
+                    ).run
+                )
+                context = AdminContext(
+                    config=config,
+                    router=router,
+                    deployer=deployer,
+                    gateway=gateway,
+                    token=admin_token(config) or "",
+                    reload=lambda: _reload(context),
+                    connections=connections,
+                    scheduler=scheduler,
+                    outbox=outbox,
+                )
+                urls = await serving.start(
+                    functools.partial(
+                        serve_http,
+                        HotwireApp(gateway, context),
+                        config.server,
+                        shutdown_trigger=shutdown.wait,
+                    )
+                )
+                context.ready = True
+                daemon = Daemon(
+                    config,
+                    router,
+                    deployer,
+                    scheduler,
+                    outbox,
+                    gateway,
+                    urls,
+                    context.token,
+                    shutdown,
+                )
+                log.info(
+                    "daemon_ready",
+                    urls=urls,
+                    services=len(router.names()),
+                    startup_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+                task_status.started(daemon)
+                await shutdown.wait()
+                context.ready = False
+                log.info("daemon_stopping", grace_period=config.server.grace_period)
+                watching.cancel_scope.cancel()
+            # Leaving `serving` waits for HTTP to drain its in-flight requests.
+            durable.cancel_scope.cancel()
         await router.close(grace=config.server.grace_period)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from daemon import Daemon, FileState
@@ -52,3 +56,37 @@ class JsonLines:
         self.seen += [json.loads(line) for line in self._buffer.splitlines() if line.strip()]
         self._buffer = b""
         return self.seen
+
+
+def _can_create_in(directory: Path) -> bool:
+    probe = directory / ".probe"
+    try:
+        probe.touch()
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+@contextlib.contextmanager
+def unwritable(directory: Path) -> Iterator[None]:
+    """Make ``directory`` refuse new files, for a normal user and for root.
+
+    chmod 0o500 stops a normal user. Root ignores permission bits, so when the
+    directory is still writable it is also made immutable with ``chattr +i``
+    (needs CAP_LINUX_IMMUTABLE and ext4/xfs/btrfs; the test is skipped without).
+    """
+    directory.chmod(0o500)
+    immutable = False
+    try:
+        if _can_create_in(directory):
+            with contextlib.suppress(OSError):
+                done = subprocess.run(["chattr", "+i", directory], capture_output=True, check=False)
+                immutable = done.returncode == 0
+            if _can_create_in(directory):
+                pytest.skip("cannot make a directory unwritable here (root without chattr +i)")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", directory], capture_output=True, check=True)
+        directory.chmod(0o700)

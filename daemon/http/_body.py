@@ -57,12 +57,15 @@ class RequestBody:
     The spool file is removed by `close` unless `save_to` moved it away.
     """
 
-    def __init__(self, *, data: bytes = b"", path: Path | None = None, size: int = 0) -> None:
+    def __init__(
+        self, *, data: bytes = b"", path: Path | None = None, size: int = 0, owned: bool = True
+    ) -> None:
         self._data = data
         self.size = size if path is not None else len(data)
         #: The spool file, or None when the body is in memory.
         self.path = path
-        self._owns_file = path is not None
+        # A durable message's body belongs to the outbox, which removes it once delivered.
+        self._owns_file = path is not None and owned
 
     def read(self) -> bytes:
         """The whole body as bytes (from disk for a spooled body)."""
@@ -83,18 +86,21 @@ class RequestBody:
                 yield chunk
 
     def save_to(self, destination: str | os.PathLike[str]) -> Path:
-        """Store the body at ``destination``: a rename for a spooled body when possible."""
+        """Store the body at ``destination``; a spool file this body owns is renamed if possible."""
         target = Path(destination)
         if self.path is None:
             target.write_bytes(self._data)
-        else:
-            try:
-                os.replace(self.path, target)
-            except OSError:  # another filesystem: copy, then drop the spool file
-                shutil.copyfile(self.path, target)
-                self.path.unlink()
-            self.path = target
-            self._owns_file = False
+            return target
+        if not self._owns_file:
+            shutil.copyfile(self.path, target)
+            return target
+        try:
+            os.replace(self.path, target)
+        except OSError:  # another filesystem: copy, then drop the spool file
+            shutil.copyfile(self.path, target)
+            self.path.unlink()
+        self.path = target
+        self._owns_file = False
         return target
 
     def close(self) -> None:

@@ -15,10 +15,13 @@ import hmac
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import structlog
+
+if TYPE_CHECKING:
+    from .._durable import DurableOutbox
 
 from .._actor import Message
 from .._config import ChannelSecurity, RestChannel
@@ -29,10 +32,12 @@ from ..exceptions import (
     ConnectionFailed,
     InvalidInput,
     InvokeTimeout,
+    OutboxUnavailable,
     RemoteFileError,
     ServiceNotFound,
     ServiceUnavailable,
 )
+from ..outbox import unavailable
 from ._body import BodyTooLarge, ClientDisconnected, RequestBody, receive_body
 from ._errors import error_json
 from ._request import Headers, HttpRequest
@@ -74,6 +79,8 @@ class ChannelGateway:
         self.requests: Counter[tuple[str, int]] = Counter()
         self._spool_dir = spool_dir
         self._spool_threshold = spool_threshold
+        #: Set by the daemon once the outbox runs; durable channels need it.
+        self.outbox: DurableOutbox | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         cid = new_cid()
@@ -84,11 +91,14 @@ class ChannelGateway:
             channel_path = channel.path
             request = await self._receive(scope, receive, path, channel, path_params)
             body = request.body
-            response = await self.router.call(
-                channel.service,
-                Message(_parse_payload(request), cid, request),
-                timeout=channel.timeout,
-            )
+            if channel.delivery == "durable":
+                response = await self._accept_durably(channel, request, cid)
+            else:
+                response = await self.router.call(
+                    channel.service,
+                    Message(_parse_payload(request), cid, request),
+                    timeout=channel.timeout,
+                )
             status = await _send_response(send, response, cid, head=scope["method"] == "HEAD")
         except HttpError as exc:
             status = exc.status
@@ -117,6 +127,23 @@ class ChannelGateway:
             raise HttpError(405, f"{scope['method']} is not allowed here", ((b"allow", allow),))
         return path, match.channel, match.params
 
+    async def _accept_durably(
+        self, channel: RestChannel, request: HttpRequest, cid: str
+    ) -> Response:
+        """202 with the message id once the request is recorded and its body on disk."""
+        assert self.outbox is not None
+        credentials = {"authorization", "proxy-authorization", "cookie"}
+        if channel.security is not None and channel.security.type == "apikey":
+            credentials.add(channel.security.header.lower())
+        message_id = await self.outbox.accept_http(
+            channel.service,
+            request.snapshot(drop_headers=frozenset(credentials)),
+            _parse_payload(request),
+            request.body,
+            cid,
+        )
+        return Response({"message_id": message_id, "cid": cid}, status_code=202)
+
     async def _receive(
         self,
         scope: Scope,
@@ -130,16 +157,25 @@ class ChannelGateway:
         if channel.security is not None:
             _authenticate(channel.security, headers)
         query = _decode_query(scope["query_string"])
+        if channel.delivery == "durable":
+            if self.outbox is None:
+                raise HttpError(503, "durable delivery is not available in this process")
+            # Straight into the outbox's spool, so accepting is a rename, not a copy.
+            spool_dir, threshold = self.outbox.spool.incoming, 0
+        else:
+            spool_dir, threshold = self._spool_dir, self._spool_threshold
         try:
             body = await receive_body(
                 receive,
                 limit=channel.max_body,
                 declared_length=_content_length(headers),
-                spool_threshold=self._spool_threshold,
-                spool_dir=self._spool_dir,
+                spool_threshold=threshold,
+                spool_dir=spool_dir,
             )
         except BodyTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
+        except OSError as exc:
+            raise unavailable(exc, spool_dir) from exc
         return HttpRequest(
             method=scope["method"],
             path=path,
@@ -232,6 +268,10 @@ def status_for(exc: Exception) -> tuple[int, str]:
         return 504, str(exc)
     if isinstance(exc, ServiceNotFound | ServiceUnavailable):
         return 503, str(exc)
+    if isinstance(exc, OutboxUnavailable):
+        # 507 Insufficient Storage when the disk is full; 503 for the rest.
+        status = 507 if exc.reason == "disk full" else 503
+        return status, f"cannot keep the request durably: {exc.reason}"
     # A peer refused or failed (Dropbox, FTP): the gateway's upstream, so 502.
     if isinstance(exc, ConnectionFailed | RemoteFileError):
         return 502, str(exc)

@@ -7,25 +7,36 @@ keep, at scrape time, so the request path does no extra bookkeeping.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .._actor import LATENCY_BUCKETS
 from .._router import Router
+from ..outbox import OutboxStats
 from ._channels import ChannelGateway
 
-__all__ = ["CONTENT_TYPE", "metrics_text"]
+__all__ = ["CONTENT_TYPE", "OutboxFigures", "metrics_text"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _DaemonCollector(Collector):
-    def __init__(self, router: Router, gateway: ChannelGateway) -> None:
+    def __init__(
+        self, router: Router, gateway: ChannelGateway, outbox: OutboxFigures | None
+    ) -> None:
         self._router = router
         self._gateway = gateway
+        self._outbox = outbox
 
     def collect(self) -> Iterator[Metric]:
         invocations = CounterMetricFamily(
@@ -55,10 +66,40 @@ class _DaemonCollector(Collector):
         for (channel, status), count in sorted(self._gateway.requests.items()):
             requests.add_metric([channel, str(status)], count)
         yield from (invocations, errors, latency, requests)
+        if self._outbox is not None:
+            yield from self._outbox_metrics(self._outbox)
+
+    @staticmethod
+    def _outbox_metrics(figures: OutboxFigures) -> Iterator[Metric]:
+        messages = GaugeMetricFamily(
+            "hotwire_outbox_messages", "Outbox messages by state.", labels=["state"]
+        )
+        for state, count in sorted(figures.counts.items()):
+            messages.add_metric([str(state)], count)
+        yield messages
+        for name, help_text in (
+            ("accepted", "Messages accepted durably."),
+            ("delivered", "Messages delivered."),
+            ("failed_attempts", "Delivery attempts that failed."),
+            ("dead", "Messages that used up their attempts."),
+        ):
+            yield CounterMetricFamily(
+                f"hotwire_outbox_{name}", help_text, value=getattr(figures.stats, name)
+            )
 
 
-def metrics_text(router: Router, gateway: ChannelGateway) -> bytes:
+@dataclass(frozen=True)
+class OutboxFigures:
+    """The outbox's counts by state (read from its store) and its process counters."""
+
+    counts: Mapping[Any, int]
+    stats: OutboxStats
+
+
+def metrics_text(
+    router: Router, gateway: ChannelGateway, outbox: OutboxFigures | None = None
+) -> bytes:
     """The current metrics in Prometheus' text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_DaemonCollector(router, gateway))
+    registry.register(_DaemonCollector(router, gateway, outbox))
     return generate_latest(registry)

@@ -55,6 +55,32 @@ class HttpRequest:
     path_params: Mapping[str, str]
     query: Mapping[str, str]
 
+    def snapshot(self, *, drop_headers: frozenset[str]) -> dict[str, Any]:
+        """What a durable message keeps of this request, as JSON, less ``drop_headers``."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": dict(self.query),
+            "path_params": dict(self.path_params),
+            "headers": {k: v for k, v in self.headers.items() if k not in drop_headers},
+        }
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any], body: RequestBody) -> HttpRequest:
+        """The request again, from `snapshot`'s output and the body the outbox kept."""
+        query, path_params = snapshot["query"], snapshot["path_params"]
+        return cls(
+            method=snapshot["method"],
+            path=snapshot["path"],
+            params=Bunch({**query, **path_params}),
+            headers=Headers(
+                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in snapshot["headers"].items()]
+            ),
+            body=body,
+            path_params=path_params,
+            query=query,
+        )
+
     def input_fields(self, payload: Any) -> dict[str, Any]:
         """Where SimpleIO input comes from: query, then the body's fields, then path parameters."""
         fields: dict[str, Any] = dict(self.query)

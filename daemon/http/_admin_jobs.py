@@ -1,0 +1,82 @@
+"""Admin routes for the scheduler: ``/admin/scheduler/jobs...``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from quart import Response
+
+from ..exceptions import ConfigError, JobConflict, JobNotFound
+from ..scheduler import JobSpec
+from ._admin_base import AdminContext, Routes, json_error, json_response, read_json
+
+__all__ = ["add_job_routes"]
+
+
+def add_job_routes(routes: Routes, context: AdminContext) -> None:
+    """List, create, update, delete, pause, resume and run jobs now."""
+
+    @routes.add("GET", "/admin/scheduler/jobs", "Scheduler jobs: schedule, state, last run.")
+    async def jobs() -> Response:
+        return json_response({"jobs": [job.to_mapping() for job in context.scheduler.list_jobs()]})
+
+    @routes.add("POST", "/admin/scheduler/jobs", "Create a job (the same keys as in the config).")
+    async def create_job() -> Response:
+        return await _job_call(lambda spec: context.scheduler.add(spec), await _job_spec(), 201)
+
+    @routes.add("GET", "/admin/scheduler/jobs/{name}", "One job.")
+    async def job(name: str) -> Response:
+        return await _job_call(context.scheduler.get, name)
+
+    @routes.add("PUT", "/admin/scheduler/jobs/{name}", "Replace a job created through the API.")
+    async def update_job(name: str) -> Response:
+        spec = await _job_spec(name)
+        return await _job_call(context.scheduler.update, spec)
+
+    @routes.add("DELETE", "/admin/scheduler/jobs/{name}", "Delete a job created through the API.")
+    async def delete_job(name: str) -> Response:
+        return await _job_call(context.scheduler.delete, name, 204)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/pause", "Pause a job.")
+    async def pause_job(name: str) -> Response:
+        return await _job_call(context.scheduler.pause, name)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/resume", "Resume a paused job.")
+    async def resume_job(name: str) -> Response:
+        return await _job_call(context.scheduler.resume, name)
+
+    @routes.add("POST", "/admin/scheduler/jobs/{name}/run", "Run a job now and wait for it.")
+    async def run_job(name: str) -> Response:
+        return await _job_call(context.scheduler.run_now, name)
+
+    async def _job_spec(name: str | None = None) -> JobSpec | Response:
+        data, refused = await read_json()
+        if refused is not None:
+            return refused
+        data = {} if data is None else data
+        if name is not None:
+            data = {**data, "name": name} if isinstance(data, dict) else data
+        try:
+            return JobSpec.from_mapping(data, where="job")
+        except ConfigError as exc:
+            return json_error(400, str(exc))
+
+    async def _job_call(action: Callable[[Any], Any], argument: Any, ok: int = 200) -> Response:
+        """Run a scheduler action, mapping its errors to statuses."""
+        if isinstance(argument, Response):
+            return argument  # the request was already refused
+        try:
+            result = action(argument)
+            if inspect.isawaitable(result):
+                result = await result
+        except JobNotFound as exc:
+            return json_error(404, str(exc))
+        except JobConflict as exc:
+            return json_error(409, str(exc))
+        except ConfigError as exc:
+            return json_error(400, str(exc))
+        if result is None:
+            return Response(b"", status=ok)
+        return json_response(result.to_mapping(), ok)

@@ -1,0 +1,211 @@
+"""The spool directory: message bodies kept as files, written durably before their row.
+
+Layout under the spool directory::
+
+    incoming/   bodies being written (a REST channel streams here); never final
+    bodies/     one file per accepted message, named by its id
+
+A body becomes final with fsync(file), rename into ``bodies/``, fsync(bodies/):
+after that a power cut cannot lose it or leave it partial. Both directories are
+on one filesystem, so the rename is atomic. Whatever is left in ``incoming/``
+after a crash, and any body without a row, is removed at start-up
+(:meth:`Spool.remove_orphans`).
+
+Every failure to write becomes :class:`~daemon.exceptions.OutboxUnavailable`
+with a short reason, and leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from daemon.exceptions import OutboxUnavailable
+
+_T = TypeVar("_T")
+
+_REASONS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk full",
+    errno.EFBIG: "file size limit exceeded",
+    errno.EACCES: "spool directory not writable",
+    errno.EPERM: "spool directory not writable",
+    errno.EROFS: "spool directory not writable",
+    errno.ENOENT: "spool directory missing",
+    errno.ENOTDIR: "spool directory missing",
+}
+
+
+def unavailable(exc: OSError, path: Path) -> OutboxUnavailable:
+    """Translate an OSError from spool I/O into OutboxUnavailable with a short reason."""
+    reason = _REASONS.get(exc.errno or 0, "spool I/O error")
+    return OutboxUnavailable(reason, f"{path}: {exc.strerror or exc}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(file: io.FileIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        view = view[written or 0 :]
+
+
+def _unlink_quietly(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        path.unlink()
+
+
+class IncomingFile:
+    """A body being written into ``incoming/``; hand :attr:`path` to ``Outbox.accept``.
+
+    Writes are unbuffered, so the file on disk is complete whenever
+    :meth:`write` has returned.
+    """
+
+    def __init__(self, spool: Spool, path: Path, file: io.FileIO) -> None:
+        self._spool = spool
+        self._file = file
+        self.path = path
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; raises OutboxUnavailable when the disk refuses it."""
+        await self._spool._run(_write_all, self._file, data, path=self.path)
+        self.size += len(data)
+
+
+class Spool:
+    """Body files of outbox messages, in one directory.
+
+    Use :meth:`open` to create one. Blocking file I/O runs in threads, at most
+    ``max_threads`` at a time (a body is written by a single thread call, so a
+    1 GiB ``bytes`` body holds one thread for its duration).
+    """
+
+    def __init__(self, directory: Path, *, max_threads: int = 4) -> None:
+        self.directory = directory
+        self.incoming = directory / "incoming"
+        self.bodies = directory / "bodies"
+        self._limiter = trio.CapacityLimiter(max_threads)
+
+    @classmethod
+    async def open(cls, directory: Path, *, max_threads: int = 4) -> Spool:
+        """Create the spool's directories (durably) if needed and return the spool."""
+        spool = cls(directory, max_threads=max_threads)
+        await spool._run(spool._create_directories, path=directory)
+        return spool
+
+    def _create_directories(self) -> None:
+        created = not self.directory.exists()
+        for directory in (self.incoming, self.bodies):
+            directory.mkdir(parents=True, exist_ok=True)
+        # The directory entries must be on disk before a body inside them counts as durable.
+        _fsync_directory(self.directory)
+        if created:
+            _fsync_directory(self.directory.parent)
+
+    async def _run(self, function: Callable[..., _T], *args: object, path: Path) -> _T:
+        try:
+            return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        except OSError as exc:
+            raise unavailable(exc, path) from exc
+
+    def body_path(self, message_id: str) -> Path:
+        """Return where the body of ``message_id`` is kept once accepted."""
+        return self.bodies / message_id
+
+    @asynccontextmanager
+    async def incoming_file(self) -> AsyncIterator[IncomingFile]:
+        """Open a new empty file in ``incoming/`` for a body that arrives in pieces.
+
+        Leaving the block closes the file and removes it unless it was
+        committed (accepted) meanwhile. Raises OutboxUnavailable when the file
+        cannot be created.
+        """
+        path = self.incoming / f"{secrets.token_hex(12)}.part"
+        file = await self._run(io.FileIO, path, "xb", path=path)
+        try:
+            yield IncomingFile(self, path, file)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_and_remove, file, path)
+
+    @staticmethod
+    def _close_and_remove(file: io.FileIO, path: Path) -> None:
+        file.close()
+        _unlink_quietly(path)
+
+    async def store_bytes(self, message_id: str, data: bytes) -> int:
+        """Write ``data`` durably as the body of ``message_id``; return its size."""
+        temporary = self.incoming / f"{message_id}.part"
+        return await self._run(self._store_bytes, temporary, data, message_id, path=temporary)
+
+    def _store_bytes(self, temporary: Path, data: bytes, message_id: str) -> int:
+        try:
+            with io.FileIO(temporary, "xb") as file:
+                _write_all(file, data)
+            return self._commit(temporary, message_id)
+        except BaseException:
+            _unlink_quietly(temporary)
+            raise
+
+    async def commit(self, message_id: str, incoming: Path) -> int:
+        """Make a file written in ``incoming/`` the durable body of ``message_id``.
+
+        Returns its size. Raises ValueError when ``incoming`` is not directly
+        inside ``incoming/`` (a rename from elsewhere may cross filesystems).
+        """
+        if incoming.parent.resolve() != self.incoming.resolve():
+            raise ValueError(f"body_file must be a file in {self.incoming}, got {incoming}")
+        return await self._run(self._commit, incoming, message_id, path=incoming)
+
+    def _commit(self, temporary: Path, message_id: str) -> int:
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        final = self.body_path(message_id)
+        os.rename(temporary, final)
+        try:
+            _fsync_directory(self.bodies)
+        except BaseException:
+            _unlink_quietly(final)
+            raise
+        return size
+
+    async def discard(self, message_id: str) -> None:
+        """Remove the body of ``message_id`` if there is one."""
+        path = self.body_path(message_id)
+        await self._run(_unlink_quietly, path, path=path)
+
+    async def remove_orphans(self, keep: set[str]) -> int:
+        """Remove everything in ``incoming/`` and every body not named in ``keep``.
+
+        Call before anything is accepted: a body being written now would look
+        like an orphan. Returns the number of files removed.
+        """
+        return await self._run(self._remove_orphans, keep, path=self.directory)
+
+    def _remove_orphans(self, keep: set[str]) -> int:
+        orphans = list(self.incoming.iterdir())
+        orphans += [path for path in self.bodies.iterdir() if path.name not in keep]
+        for path in orphans:
+            _unlink_quietly(path)
+        return len(orphans)

@@ -1,0 +1,126 @@
+"""Spool: durable body files, streamed incoming files, orphans, refused writes."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.exceptions import OutboxUnavailable
+from daemon.outbox import Spool
+
+
+@pytest.fixture
+async def spool(tmp_path: Path) -> Spool:
+    return await Spool.open(tmp_path / "spool")
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Make the kernel refuse to grow any file past ``limit`` bytes (EFBIG), as root too.
+
+    A real refused write in the middle of a body, which neither permission bits
+    (root ignores them) nor a full disk (not something a test can arrange) gives.
+    Python ignores SIGXFSZ already; it is set here so the process cannot die of it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+class TestBodies:
+    async def test_bytes_become_the_body_file(self, spool: Spool) -> None:
+        """store_bytes leaves the body under its id and nothing in incoming/."""
+        assert await spool.store_bytes("m1", b"hello") == 5
+        assert spool.body_path("m1").read_bytes() == b"hello"
+        assert files(spool.incoming) == []
+
+    async def test_streamed_file_is_committed_in_place(self, spool: Spool) -> None:
+        """Pieces written to an incoming file become the body once committed."""
+        async with spool.incoming_file() as incoming:
+            for piece in (b"abc", b"", b"defg"):
+                await incoming.write(piece)
+            assert incoming.size == 7
+            assert await spool.commit("m1", incoming.path) == 7
+        assert spool.body_path("m1").read_bytes() == b"abcdefg"
+        assert files(spool.incoming) == []
+
+    async def test_uncommitted_incoming_file_is_removed(self, spool: Spool) -> None:
+        """Leaving the block without a commit, normally or by an error, removes the file."""
+        async with spool.incoming_file() as incoming:
+            await incoming.write(b"abandoned")
+        with pytest.raises(ConnectionResetError):
+            async with spool.incoming_file() as incoming:
+                await incoming.write(b"client went away")
+                raise ConnectionResetError
+        assert files(spool.incoming) == []
+        assert files(spool.bodies) == []
+
+    async def test_commit_takes_only_files_from_incoming(
+        self, spool: Spool, tmp_path: Path
+    ) -> None:
+        """A file elsewhere (maybe on another filesystem) is refused and left alone."""
+        elsewhere = tmp_path / "body.bin"
+        elsewhere.write_bytes(b"x")
+        with pytest.raises(ValueError, match="incoming"):
+            await spool.commit("m1", elsewhere)
+        assert elsewhere.exists()
+        assert files(spool.bodies) == []
+
+    async def test_discard_removes_a_body_and_ignores_a_missing_one(self, spool: Spool) -> None:
+        """discard() is safe to repeat."""
+        await spool.store_bytes("m1", b"x")
+        await spool.discard("m1")
+        await spool.discard("m1")
+        assert files(spool.bodies) == []
+
+    async def test_orphans_are_removed_and_kept_bodies_stay(self, spool: Spool) -> None:
+        """Bodies without a message, and leftovers of interrupted writes, go."""
+        for message_id in ("keep", "orphan"):
+            await spool.store_bytes(message_id, b"x")
+        (spool.incoming / "leftover.part").write_bytes(b"half")
+        assert await spool.remove_orphans({"keep", "unknown"}) == 2
+        assert files(spool.bodies) == ["keep"]
+        assert files(spool.incoming) == []
+
+
+class TestRefusedWrites:
+    async def test_write_refused_midway_leaves_no_file(self, spool: Spool) -> None:
+        """A body the kernel stops writing part-way is not kept, not even in part."""
+        with file_size_limit(64 * 1024), pytest.raises(OutboxUnavailable) as caught:
+            await spool.store_bytes("m1", b"x" * (256 * 1024))
+        assert caught.value.reason == "file size limit exceeded"
+        assert str(spool.incoming) in str(caught.value)
+        assert files(spool.incoming) == []
+        assert files(spool.bodies) == []
+        assert await spool.store_bytes("m1", b"x" * (256 * 1024)) == 256 * 1024
+
+    async def test_streamed_write_refused_midway_leaves_no_file(self, spool: Spool) -> None:
+        """The same for a body streamed into incoming/."""
+        with pytest.raises(OutboxUnavailable) as caught:
+            async with spool.incoming_file() as incoming:
+                await incoming.write(b"x" * 1024)
+                with file_size_limit(64 * 1024):
+                    await incoming.write(b"x" * (256 * 1024))
+        assert caught.value.reason == "file size limit exceeded"
+        assert files(spool.incoming) == []
+
+    async def test_spool_under_a_file_is_unavailable(self, tmp_path: Path) -> None:
+        """A spool path through a regular file cannot be created."""
+        (tmp_path / "file").write_text("not a directory")
+        with pytest.raises(OutboxUnavailable) as caught:
+            await Spool.open(tmp_path / "file" / "spool")
+        assert caught.value.reason == "spool directory missing"
