@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import trustme
-
 _IDENTITIES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -40,6 +38,8 @@ def ensure_local_certificate(directory: Path) -> LocalCertificate:
     )
     if all(p.exists() for p in (paths.ca_path, paths.cert_path, paths.key_path)):
         return paths
+    import trustme  # with pyOpenSSL and cryptography ~10 MB: only when a certificate is made
+
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="Hotwire local CA")
     leaf = ca.issue_cert(*_IDENTITIES)

@@ -19,7 +19,6 @@ from ._logging import configure_logging
 from ._router import Router
 from ._version import __version__
 from ._zato import install_zato_alias
-from .emulators import serve_standalone
 from .exceptions import ConfigError
 from .http import admin_token, token_path
 from .main import main as daemon_main
@@ -116,6 +115,8 @@ async def _serve_until_signalled(config: Config) -> None:
 
 def _emulator(config: Config, args: argparse.Namespace) -> int:
     """Serve the Dropbox emulator until SIGTERM or SIGINT; the log says where and how."""
+    from .emulators import serve_standalone  # loaded only for this command (memory)
+
     root = args.root or config.paths.state / "dropbox"
 
     async def serve() -> None:
@@ -183,7 +184,9 @@ async def _check_services(config: Config) -> list[str]:
         await nursery.start(router.run)
         deployer = Deployer(config.paths.services, router)
         await deployer.rescan()
-        problems = [f"{state.path}: {state.traceback}" for state in deployer.states() if state.error]
+        problems = [
+            f"{state.path}: {state.traceback}" for state in deployer.states() if state.error
+        ]
         problems += [
             f"{config.source}: scheduler job {job.name!r} names {job.service!r}, "
             "which no service file defines"

@@ -1,12 +1,23 @@
-"""Outgoing connections: the clients services use to talk to their peers."""
+"""Outgoing connections: the clients services use to talk to their peers.
+
+The Dropbox names are loaded on first use (PEP 562): the SDK costs about
+30 MB, which a daemon without a Dropbox connection should not pay.
+"""
 
 from __future__ import annotations
 
-from ._dropbox import DropboxConnection, DropboxEndpoint, describe_dropbox_error
-from ._dropbox_client import build_dropbox_client, dropbox_session
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import describe_dropbox_error
 from ._ftp import FtpConnection
 from ._ftp_session import FileInfo
-from ._registry import Connections, FtpEndpoint
+from ._registry import Connections
+from ._registry_types import DropboxEndpoint, FtpEndpoint
+
+if TYPE_CHECKING:
+    from ._dropbox import DropboxConnection
+    from ._dropbox_client import build_dropbox_client, dropbox_session
 
 __all__ = [
     "Connections",
@@ -19,3 +30,15 @@ __all__ = [
     "describe_dropbox_error",
     "dropbox_session",
 ]
+
+_LAZY = {
+    "DropboxConnection": "._dropbox",
+    "build_dropbox_client": "._dropbox_client",
+    "dropbox_session": "._dropbox_client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

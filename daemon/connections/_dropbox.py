@@ -26,8 +26,6 @@ import io
 import os
 import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import dropbox
@@ -40,23 +38,15 @@ from dropbox.content_hash import DropboxContentHasher
 from .._config import DropboxConnectionConfig
 from ..exceptions import ConnectionFailed, RemoteFileError
 from ._dropbox_client import build_dropbox_client
+from ._errors import describe_dropbox_error
+from ._registry_types import DropboxEndpoint
 
-__all__ = ["DropboxConnection", "DropboxEndpoint", "describe_dropbox_error"]
+__all__ = ["DropboxConnection"]
 
 log = structlog.get_logger(__name__)
 
 WriteModeName = Literal["add", "overwrite", "autorename"]
 Source = bytes | str | os.PathLike[str] | BinaryIO
-
-
-@dataclass(frozen=True)
-class DropboxEndpoint:
-    """Where an ``emulator = true`` connection goes: the embedded emulator's hosts and token."""
-
-    api_host: str
-    content_host: str
-    ca_path: Path
-    token: str
 
 
 class DropboxConnection:
@@ -270,17 +260,6 @@ def _correct_offset(exc: dropbox.exceptions.ApiError) -> int:
     if isinstance(error, files.UploadSessionAppendError) and error.is_incorrect_offset():
         return int(error.get_incorrect_offset().correct_offset)
     raise exc
-
-
-def describe_dropbox_error(exc: BaseException) -> str | None:
-    """A safe one-line account of a Dropbox SDK error, or None if ``exc`` is not one."""
-    if isinstance(exc, dropbox.exceptions.AuthError):
-        return f"Dropbox refused the credentials: {exc.error}"
-    if isinstance(exc, dropbox.exceptions.ApiError):
-        return f"Dropbox refused the request: {exc.error}"
-    if isinstance(exc, dropbox.exceptions.HttpError):
-        return f"Dropbox answered HTTP {exc.status_code}"
-    return None
 
 
 def _translate(name: str, exc: dropbox.exceptions.DropboxException) -> Exception:

@@ -10,32 +10,23 @@ configuration from then on, across restarts, as Zato's "change token" does.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from .._config import Config, FtpConnectionConfig
 from .._service import Bunch
 from ..exceptions import ConnectionFailed
-from ._dropbox import DropboxConnection, DropboxEndpoint
 from ._ftp import FtpConnection
+from ._registry_types import DropboxEndpoint, FtpEndpoint
 
-__all__ = ["Connections", "FtpEndpoint"]
+if TYPE_CHECKING:
+    from ._dropbox import DropboxConnection
+
+__all__ = ["Connections"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class FtpEndpoint:
-    """Where an ``emulator = true`` FTP connection goes: the embedded FTP server."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    ca_path: Path | None
 
 
 class Connections:
@@ -49,7 +40,10 @@ class Connections:
         ftp_endpoint: FtpEndpoint | None = None,
     ) -> None:
         self._secrets_dir = config.paths.state / "secrets"
-        self.dropbox = {
+        if config.cloud.dropbox:
+            # Imported only when used: the Dropbox SDK is about 30 MB of memory.
+            from ._dropbox import DropboxConnection
+        self.dropbox: dict[str, DropboxConnection] = {
             name: DropboxConnection(
                 name,
                 settings,

@@ -1,12 +1,22 @@
-"""Offline peers for development and tests: a Dropbox API emulator, an FTP server."""
+"""Offline peers for development and tests: a Dropbox API emulator, an FTP server.
+
+Everything but `run_emulators` loads on first use (PEP 562): the emulators
+pull in hypercorn's TLS, the Dropbox SDK's serializers and pyftpdlib, which a
+daemon with its emulators off should not carry in memory.
+"""
 
 from __future__ import annotations
 
-from ._dropbox import DropboxEmulator, DropboxEmulatorHandle, serve_standalone
-from ._dropbox_faults import Faults, RecordedRequest
-from ._dropbox_routes import MAX_UPLOAD_SIZE
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._embedded import EmulatorEndpoints, run_emulators
-from ._ftp import FtpEmulator, FtpEmulatorHandle, FtpFaults
+
+if TYPE_CHECKING:
+    from ._dropbox import DropboxEmulator, DropboxEmulatorHandle, serve_standalone
+    from ._dropbox_faults import Faults, RecordedRequest
+    from ._dropbox_routes import MAX_UPLOAD_SIZE
+    from ._ftp import FtpEmulator, FtpEmulatorHandle, FtpFaults
 
 __all__ = [
     "MAX_UPLOAD_SIZE",
@@ -21,3 +31,21 @@ __all__ = [
     "run_emulators",
     "serve_standalone",
 ]
+
+_LAZY = {
+    "DropboxEmulator": "._dropbox",
+    "DropboxEmulatorHandle": "._dropbox",
+    "serve_standalone": "._dropbox",
+    "Faults": "._dropbox_faults",
+    "RecordedRequest": "._dropbox_faults",
+    "MAX_UPLOAD_SIZE": "._dropbox_routes",
+    "FtpEmulator": "._ftp",
+    "FtpEmulatorHandle": "._ftp",
+    "FtpFaults": "._ftp",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,8 +14,6 @@ import trio
 
 from .._config import Config
 from ..connections import DropboxEndpoint, FtpEndpoint
-from ._dropbox import DropboxEmulator
-from ._ftp import FtpEmulator
 
 __all__ = ["EmulatorEndpoints", "run_emulators"]
 
@@ -36,7 +34,10 @@ async def run_emulators(
     settings = config.emulators
     async with trio.open_nursery() as nursery:
         dropbox = ftp = None
+        # Each emulator's module is imported only when it is enabled (memory).
         if settings.dropbox.enabled:
+            from ._dropbox import DropboxEmulator
+
             # A fresh token each start: only this daemon's connections know it.
             token = secrets.token_urlsafe(32)
             emulator = DropboxEmulator(
@@ -49,6 +50,8 @@ async def run_emulators(
             handle = await nursery.start(emulator.run)
             dropbox = DropboxEndpoint(handle.api_host, handle.content_host, handle.ca_path, token)
         if settings.ftp.enabled:
+            from ._ftp import FtpEmulator
+
             password = (
                 settings.ftp.password.reveal()
                 if settings.ftp.password

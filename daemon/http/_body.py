@@ -144,7 +144,7 @@ async def receive_body(
                     _open_spool, spool_dir, limiter=_SPOOL_THREADS
                 )
             if spool is not None and (len(received) >= WRITE_BLOCK or not more):
-                block, received = bytes(received), bytearray()
+                block, received = received, bytearray()
                 await trio.to_thread.run_sync(spool.write, block, limiter=_SPOOL_THREADS)
             if not more:
                 break
