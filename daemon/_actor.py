@@ -22,7 +22,7 @@ import outcome
 import trio
 
 from ._logging import current_cid
-from ._service import Request, Resources, Response, Service, SimpleIODeclaration
+from ._service import Request, Response, Service, SimpleIODeclaration
 
 if TYPE_CHECKING:
     from ._router import Router
@@ -101,8 +101,9 @@ class ServiceStats:
 class Actor:
     """Runs one version of one service class.
 
-    ``router`` is handed to each service instance for nested invokes;
-    ``stats`` is shared with later versions of the same name.
+    ``router`` is handed to each service instance for nested invokes, and
+    gives it the current connections; ``stats`` is shared with later versions
+    of the same name.
     """
 
     def __init__(
@@ -110,14 +111,12 @@ class Actor:
         service: type[Service],
         *,
         router: Router,
-        resources: Resources,
         stats: ServiceStats,
     ) -> None:
         self.service = service
         self.name = service.name
         self.stats = stats
         self._router = router
-        self._resources = resources
         self._sio = SimpleIODeclaration.of(service)
         self._threaded = not service.is_async()
         self._send, self._receive = trio.open_memory_channel[Message](service.mailbox)
@@ -180,7 +179,11 @@ class Actor:
         fields = message.payload if http is None else http.input_fields(message.payload)
         request = Request(message.payload, self._sio.parse_input(fields), http)
         instance = self.service(
-            request=request, cid=message.cid, router=self._router, resources=self._resources
+            # Read per message: a configuration reload may replace the connections.
+            request=request,
+            cid=message.cid,
+            router=self._router,
+            resources=self._router.resources,
         )
         if self._threaded:
             await trio.to_thread.run_sync(instance.handle, limiter=SERVICE_THREADS)

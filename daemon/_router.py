@@ -159,12 +159,7 @@ class Router:
         assert self._nursery is not None, "Router.run has not started"
         started = {}
         for service in add:
-            actor = Actor(
-                service,
-                router=self,
-                resources=self.resources,
-                stats=self.stats(service.name),
-            )
+            actor = Actor(service, router=self, stats=self.stats(service.name))
             await self._nursery.start(actor.run)
             started[service.name] = actor
         table = dict(self._actors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -98,19 +99,18 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _serve_until_signalled(config: Config) -> None:
-    shutdown = trio.Event()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """Run the daemon; SIGHUP reloads the configuration, SIGTERM or SIGINT stops it."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("signal_received", signal=signal.Signals(signum).name)
-                    shutdown.set()
-                    return
-
-            nursery.start_soon(stop_on_signal)
-            await daemon_main(config, shutdown=shutdown)
-            nursery.cancel_scope.cancel()
+            daemon = await nursery.start(daemon_main, config)
+            async for signum in signals:
+                log.info("signal_received", signal=signal.Signals(signum).name)
+                if signum != signal.SIGHUP:
+                    daemon.stop()
+                    break
+                # A bad file keeps the old configuration; the reload logged why.
+                with contextlib.suppress(ConfigError):
+                    await daemon.reload()
 
 
 def _emulator(config: Config, args: argparse.Namespace) -> int:

@@ -1,15 +1,17 @@
 """The daemon's main: one nursery tree, nested in shutdown order.
 
-Entrypoints stop first — HTTP stops accepting and drains within the grace
-period, the watcher and the scheduler stop — then the actors drain, then connections close.
-``main`` reports a `Daemon` handle through ``task_status`` only when every
-component has reported ready (services deployed, port listening), which is
-what READY means. Tests run this same ``main`` in-process.
+From the outside in: emulators and connections (closed last), the actors,
+the outbox, then the entrypoints — HTTP, the watcher, the scheduler — which
+stop first: HTTP stops accepting and drains within the grace period, the
+watcher and the scheduler are cancelled; then the outbox stops, the actors
+drain, and connections close. ``main`` reports a `Daemon` handle through
+``task_status``, and tells systemd READY=1, only when every component has
+reported ready (services deployed, port listening). Tests run this same
+``main`` in-process.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -18,14 +20,16 @@ from typing import Any
 import structlog
 import trio
 
-from ._config import Config, load_config
+from . import _systemd as systemd
+from ._config import Config
 from ._deployer import Deployer
 from ._durable import DurableOutbox, run_outbox
+from ._reload import Reloader, status_line
 from ._router import Router
 from ._service import Resources
 from ._zato import install_zato_alias
 from .connections import Connections
-from .emulators import run_emulators
+from .emulators import EmulatorEndpoints, run_emulators
 from .http import AdminContext, ChannelGateway, HotwireApp, RouteTable, admin_token, serve_http
 from .scheduler import Scheduler
 
@@ -36,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class Daemon:
-    """A running daemon, as `main` reports it: its parts, and `stop` to shut it down."""
+    """A running daemon, as `main` reports it: its parts, `reload` and `stop`."""
 
     config: Config
     router: Router
@@ -44,6 +48,7 @@ class Daemon:
     scheduler: Scheduler
     outbox: DurableOutbox
     gateway: ChannelGateway
+    reloader: Reloader
     #: Where HTTP listens, e.g. ``["http://127.0.0.1:11223"]`` (the real port when 0 was asked).
     urls: list[str]
     admin_token: str
@@ -53,6 +58,10 @@ class Daemon:
     def url(self) -> str:
         """The first URL HTTP listens on."""
         return self.urls[0]
+
+    async def reload(self) -> dict[str, Any]:
+        """Apply the configuration file again (what SIGHUP does); ConfigError if it is bad."""
+        return await self.reloader.reload()
 
     def stop(self) -> None:
         """Begin the graceful shutdown; `main` returns when it is done."""
@@ -71,12 +80,14 @@ async def main(
     install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
     async with trio.open_nursery() as peers:
+        await peers.start(systemd.Watchdog().run)
         endpoints = await peers.start(run_emulators, config)
         connections = Connections(
             config, dropbox_endpoint=endpoints.dropbox, ftp_endpoint=endpoints.ftp
         )
+        router = Router(resources=Resources(connections.cloud, connections.outgoing))
         try:
-            await _serve(config, connections, shutdown, started, task_status)
+            await _serve(config, router, connections, endpoints, shutdown, started, task_status)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 # Closing says goodbye to peers (FTP QUIT): blocking, so in a thread.
@@ -87,13 +98,13 @@ async def main(
 
 async def _serve(
     config: Config,
+    router: Router,
     connections: Connections,
+    endpoints: EmulatorEndpoints,
     shutdown: trio.Event,
     started: float,
     task_status: trio.TaskStatus[Daemon],
 ) -> None:
-    """Actors, then entrypoints inside them, so that entrypoints stop first."""
-    router = Router(resources=Resources(cloud=connections.cloud, outgoing=connections.outgoing))
     gateway = ChannelGateway(
         router,
         RouteTable(config.channels.rest),
@@ -103,8 +114,8 @@ async def _serve(
     async with trio.open_nursery() as actors:
         await actors.start(router.run)
         # The outbox outlives HTTP's drain (durable requests in flight need it)
-        # and stops before the actors drain; its in-flight deliveries are retried
-        # after a restart.
+        # and stops before the actors drain; its in-flight deliveries are
+        # retried after a restart.
         async with trio.open_nursery() as durable:
             outbox = await durable.start(
                 run_outbox, config.outbox, config.paths.state / "outbox", router
@@ -121,24 +132,22 @@ async def _serve(
                         force_polling=config.deploy.force_polling,
                     ).run
                 )
-                scheduler = await watching.start(
-                    Scheduler(
-                        config.scheduler.jobs,
-                        invoke=lambda name, payload, timeout: router.invoke(
-                            name, payload, timeout=timeout
-                        ),
-                        state_dir=config.paths.state,
-                        is_known_service=router.__contains__,
-                    ).run
+                scheduler = await watching.start(_scheduler(config, router).run)
+                reloader = Reloader(
+                    config,
+                    router=router,
+                    gateway=gateway,
+                    scheduler=scheduler,
+                    connections=connections,
+                    endpoints=endpoints,
+                    nursery=durable,
                 )
                 context = AdminContext(
-                    config=config,
                     router=router,
                     deployer=deployer,
                     gateway=gateway,
                     token=admin_token(config) or "",
-                    reload=lambda: _reload(context),
-                    connections=connections,
+                    reloader=reloader,
                     scheduler=scheduler,
                     outbox=outbox,
                 )
@@ -158,6 +167,7 @@ async def _serve(
                     scheduler,
                     outbox,
                     gateway,
+                    reloader,
                     urls,
                     context.token,
                     shutdown,
@@ -168,27 +178,25 @@ async def _serve(
                     services=len(router.names()),
                     startup_ms=round((time.perf_counter() - started) * 1000, 1),
                 )
+                systemd.notify(systemd.READY, systemd.status_message(status_line(config, router)))
                 task_status.started(daemon)
                 await shutdown.wait()
                 context.ready = False
+                systemd.notify(systemd.STOPPING, systemd.status_message("draining"))
                 log.info("daemon_stopping", grace_period=config.server.grace_period)
                 watching.cancel_scope.cancel()
-            # Leaving `serving` waits for HTTP to drain its in-flight requests.
+            # Leaving `serving` waited for HTTP to drain its in-flight requests.
             durable.cancel_scope.cancel()
         await router.close(grace=config.server.grace_period)
 
 
-async def _reload(context: AdminContext) -> dict[str, Any]:
-    """Re-read the configuration file, apply channels and jobs; report what needs a restart."""
-    new = await trio.to_thread.run_sync(load_config, context.config.source)
-    context.gateway.table = RouteTable(new.channels.rest)
-    context.scheduler.replace_all(new.scheduler.jobs)
-    restart_required = [
-        f.name
-        for f in dataclasses.fields(Config)
-        if f.name not in ("channels", "scheduler", "source")
-        and getattr(new, f.name) != getattr(context.config, f.name)
-    ]
-    context.config = new
-    log.info("config_reloaded", channels=len(new.channels.rest), restart_required=restart_required)
-    return {"channels": len(new.channels.rest), "restart_required": restart_required}
+def _scheduler(config: Config, router: Router) -> Scheduler:
+    async def invoke(name: str, payload: Any, timeout: float | None) -> Any:
+        return await router.invoke(name, payload, timeout=timeout)
+
+    return Scheduler(
+        config.scheduler.jobs,
+        invoke=invoke,
+        state_dir=config.paths.state,
+        is_known_service=router.__contains__,
+    )

@@ -36,7 +36,7 @@ from dropbox import files
 from dropbox.content_hash import DropboxContentHasher
 
 from .._config import DropboxConnectionConfig
-from ..exceptions import ConnectionFailed, RemoteFileError
+from ..exceptions import ConfigError, ConnectionFailed, RemoteFileError
 from ._dropbox_client import build_dropbox_client
 from ._errors import describe_dropbox_error
 from ._registry_types import DropboxEndpoint
@@ -158,8 +158,8 @@ class DropboxConnection:
         c = self.config
         if c.emulator:
             if self._endpoint is None:
-                raise ConnectionFailed(
-                    f"Dropbox connection {self.name!r} uses the emulator, "
+                raise ConfigError(
+                    f"cloud.dropbox.{self.name!r}: emulator = true, "
                     "but [emulators.dropbox] is not enabled"
                 )
             return build_dropbox_client(

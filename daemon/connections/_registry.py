@@ -17,7 +17,7 @@ import structlog
 
 from .._config import Config, FtpConnectionConfig
 from .._service import Bunch
-from ..exceptions import ConnectionFailed
+from ..exceptions import ConfigError
 from ._ftp import FtpConnection
 from ._registry_types import DropboxEndpoint, FtpEndpoint
 
@@ -111,8 +111,8 @@ def _ftp_connection(
     }
     if settings.emulator:
         if endpoint is None:
-            raise ConnectionFailed(
-                f"FTP connection {name!r} uses the emulator, but [emulators.ftp] is not enabled"
+            raise ConfigError(
+                f"outgoing.ftp.{name!r}: emulator = true, but [emulators.ftp] is not enabled"
             )
         return FtpConnection(
             name,

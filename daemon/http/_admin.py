@@ -112,7 +112,7 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
 
     @routes.add("GET", "/admin/connections", "Outgoing connections (secrets shown as set/unset).")
     async def connections() -> Response:
-        return json_response({"connections": context.connections.describe()})
+        return json_response({"connections": context.reloader.connections.describe()})
 
     @routes.add(
         "PUT",
@@ -125,7 +125,9 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
         if not isinstance(secret, str) or not secret.strip():
             return json_error(400, "the secret must be a non-empty string")
         try:
-            await trio.to_thread.run_sync(context.connections.set_secret, kind, name, secret)
+            await trio.to_thread.run_sync(
+                context.reloader.connections.set_secret, kind, name, secret
+            )
         except LookupError as exc:
             return json_error(404, str(exc))
         return json_response({"kind": kind, "name": name, "secret": "set"})
@@ -133,7 +135,7 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
     @routes.add("POST", "/admin/reload", "Re-read the configuration file; apply channels now.")
     async def reload() -> Response:
         try:
-            return json_response(await context.reload())
+            return json_response(await context.reloader.reload())
         except ConfigError as exc:
             return json_error(400, str(exc))
 

@@ -14,16 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, request
 
-from .._config import Config
 from .._deployer import Deployer
 from .._router import Router
-from ..connections import Connections
 from ..scheduler import Scheduler
 from ._channels import ChannelGateway
 from ._errors import error_document
 
 if TYPE_CHECKING:
     from .._durable import DurableOutbox
+    from .._reload import Reloader
 
 __all__ = ["AdminContext", "Routes", "json_error", "json_response", "read_json"]
 
@@ -32,14 +31,13 @@ __all__ = ["AdminContext", "Routes", "json_error", "json_response", "read_json"]
 class AdminContext:
     """What the admin API reads and drives in the running daemon."""
 
-    config: Config
     router: Router
     deployer: Deployer
     gateway: ChannelGateway
     token: str
-    #: Re-reads the configuration file and applies what can change live.
-    reload: Callable[[], Awaitable[dict[str, Any]]]
-    connections: Connections
+    #: Re-reads the configuration file and applies what can change live; owns
+    #: the current configuration and connections.
+    reloader: Reloader
     scheduler: Scheduler
     outbox: DurableOutbox
     ready: bool = False

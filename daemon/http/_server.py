@@ -18,6 +18,7 @@ import hypercorn.config
 import trio
 
 from .._config import ServerConfig
+from .._systemd import listen_fds
 from ._admin import AdminContext, create_admin_app
 from ._channels import ChannelGateway
 from ._fast_transport import select_serve
@@ -40,8 +41,11 @@ class HotwireApp:
 
 
 def hypercorn_config(server: ServerConfig) -> hypercorn.config.Config:
+    """hypercorn's settings from ``[server]``; under socket activation, systemd's sockets."""
     config = hypercorn.config.Config()
-    config.bind = [f"{server.host}:{server.port}"]
+    activated = listen_fds()
+    # detach(): hypercorn's fd:// bind makes its own socket object, which must own the fd.
+    config.bind = [f"fd://{s.detach()}" for s in activated] or [f"{server.host}:{server.port}"]
     config.graceful_timeout = server.grace_period
     config.keep_alive_timeout = server.keep_alive_timeout
     config.accesslog = None

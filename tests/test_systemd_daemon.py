@@ -1,0 +1,158 @@
+"""`hotwire run` under systemd's protocols: notify, watchdog, reload, stop, socket activation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+HOTWIRE = [sys.executable, "-m", "daemon", "run"]
+
+SERVICE = """
+from daemon import Service
+
+class Hello(Service):
+    name = "hello"
+    async def handle(self):
+        self.response.payload = {"hello": self.request.http.path}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(root: Path, port: int, channels: list[str]) -> Path:
+    (root / "services").mkdir(exist_ok=True)
+    (root / "services" / "hello.py").write_text(SERVICE)
+    text = (
+        f'[server]\nport = {port}\n[paths]\nservices = "services"\nstate = "state"\n'
+        '[admin]\ntoken = "t"\n'
+    )
+    for path in channels:
+        text += f'[[channels.rest]]\npath = "{path}"\nservice = "hello"\nmethods = ["GET"]\n'
+    config = root / "hotwire.toml"
+    config.write_text(text)
+    return config
+
+
+class Notifications:
+    """systemd's side of sd_notify: a datagram socket that records what arrives, when."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        self.seen: list[tuple[float, str]] = []
+
+    async def next(self, *, skip_watchdog: bool = True) -> str:
+        while True:
+            data = await self._sock.recv(4096)
+            self.seen.append((trio.current_time(), data.decode()))
+            if not (skip_watchdog and data == b"WATCHDOG=1"):
+                return data.decode()
+
+
+@pytest.fixture
+async def notifications(tmp_path: Path) -> AsyncIterator[Notifications]:
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        await sock.bind(str(tmp_path / "notify.sock"))
+        yield Notifications(sock)
+
+
+async def test_notify_watchdog_reload_and_stop(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """READY=1, pings at half WATCHDOG_USEC, RELOADING=1 + READY=1 on SIGHUP, STOPPING=1, exit 0."""
+    port = free_port()
+    config = write_config(tmp_path, port, ["/api/a"])
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+    with (tmp_path / "daemon.log").open("wb") as log:
+        process = await trio.lowlevel.open_process(
+            [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    with trio.fail_after(30):
+        ready = await notifications.next()
+        assert ready.startswith("READY=1\nSTATUS=serving 1 services, 1 channels")
+        pings = []
+        while len(pings) < 4:
+            if await notifications.next(skip_watchdog=False) == "WATCHDOG=1":
+                pings.append(notifications.seen[-1][0])
+        gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+        assert all(0.12 < gap < 0.4 for gap in gaps), gaps
+
+        write_config(tmp_path, port, ["/api/a", "/api/b"])
+        process.send_signal(signal.SIGHUP)
+        reloading = await notifications.next()
+        assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert (await notifications.next()).startswith(
+            "READY=1\nSTATUS=serving 1 services, 2 channels"
+        )
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/api/b")).json() == {"hello": "/api/b"}
+
+            config.write_text(config.read_text() + "\n[server]\nport = 'broken'\n")
+            process.send_signal(signal.SIGHUP)
+            assert (await notifications.next()).startswith("RELOADING=1")
+            failed = await notifications.next()
+            assert failed.startswith("READY=1\nSTATUS=reload failed:")
+            assert "hotwire.toml" in failed
+            assert (await client.get("/api/b")).status_code == 200
+
+        process.send_signal(signal.SIGTERM)
+        assert (await notifications.next()).startswith("STOPPING=1")
+        assert await process.wait() == 0
+    assert "config_reload_failed" in (tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-socket-activate") is None, reason="no systemd-socket-activate"
+)
+async def test_socket_activation_answers_an_early_request(tmp_path: Path) -> None:
+    """Under systemd-socket-activate, a request sent before the daemon is ready is answered."""
+    port = free_port()
+    config = write_config(tmp_path, port, ["/api/a"])
+    with (tmp_path / "daemon.log").open("wb") as log:
+        process = await trio.lowlevel.open_process(
+            [
+                "systemd-socket-activate",
+                "-l",
+                f"127.0.0.1:{port}",
+                *HOTWIRE,
+                "--config",
+                str(config),
+            ],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        with trio.fail_after(30):
+            while True:  # noqa: ASYNC110 - the activator listens a moment after it starts
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    break
+                except OSError:
+                    await trio.sleep(0.02)
+            async with stream:
+                # The first connection is what starts the daemon: it cannot be ready yet.
+                await stream.send_all(
+                    b"GET /api/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                answer = b""
+                while chunk := await stream.receive_some():
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(b'{"hello": "/api/a"}')
+    finally:
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(10):
+            await process.wait()
