@@ -6,9 +6,9 @@ The Dropbox names are loaded on first use (PEP 562): the SDK costs about
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from ._errors import describe_dropbox_error
 from ._ftp import FtpConnection
 from ._ftp_session import FileInfo
@@ -38,7 +38,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

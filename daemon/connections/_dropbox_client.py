@@ -10,13 +10,25 @@ The SDK (12.2.5) has two traps for a client pointed anywhere but dropbox.com:
 
 Both are defeated per client, never process-wide: two clients pointed at two
 endpoints with two CAs work side by side in one process.
+
+The session does not consult the environment on each request
+(``trust_env = False``): requests would otherwise read ``~/.netrc`` and scan
+the proxy variables for every call, a good part of a small upload's cost, and
+a netrc entry for the host would replace the bearer token. What the
+environment says is read once, when the client is built: ``HTTPS_PROXY`` (and
+``ALL_PROXY``, minus hosts in ``NO_PROXY``) for each of the client's hosts, and
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` when no ``ca_certs`` is given. A
+change to those variables reaches clients built after it.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import dropbox
 import requests
@@ -43,21 +55,6 @@ class _RoutedDropbox(dropbox.Dropbox):  # type: ignore[misc]  # the SDK is untyp
         other = super().clone(*args, **kwargs)
         other._host_map = dict(self._host_map)
         return other
-
-
-class _PinnedSession(requests.Session):
-    """A requests session whose configured CA bundle wins over the environment's."""
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        settings: dict[str, Any] = super().merge_environment_settings(
-            url, proxies, stream, verify, cert
-        )
-        # Trap (b): keep our CA; proxies and the rest still come from the environment.
-        if isinstance(self.verify, str):
-            settings["verify"] = self.verify
-        return settings
 
 
 class _RetryDropped(Retry):
@@ -88,11 +85,19 @@ def dropbox_session(
     """Return a connection pool for Dropbox clients that verifies TLS with ``ca_certs``.
 
     ``ca_certs`` (a PEM bundle) is used whatever ``REQUESTS_CA_BUNDLE`` says;
-    without it, requests' defaults apply. Connections dropped without a
-    response are retried up to ``max_retries_on_error`` times.
+    without it, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` as set now, else
+    requests' own bundle. Connections dropped without a response are retried
+    up to ``max_retries_on_error`` times. Proxies are set per host by
+    ``build_dropbox_client``.
     """
-    session = _PinnedSession()
-    session.verify = str(ca_certs) if ca_certs is not None else True
+    session = requests.Session()
+    # Trap (b), and no per-request environment look-ups: see the module docstring.
+    session.trust_env = False
+    session.verify = (
+        str(ca_certs)
+        if ca_certs is not None
+        else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
     retry = _RetryDropped(
         total=max_retries_on_error,
         connect=max_retries_on_error,
@@ -172,4 +177,15 @@ def build_dropbox_client(
         client._host_map[HOST_NOTIFY] = api_host
     if content_host is not None:
         client._host_map[HOST_CONTENT] = content_host
+    _set_proxies(session, client._host_map.values())
     return client
+
+
+def _set_proxies(session: requests.Session, hosts: Iterable[str]) -> None:
+    """Route each of ``hosts`` through the proxy the environment names for it now, if any."""
+    for host in hosts:
+        url = f"https://{host}"
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+        hostname = urlsplit(url).hostname
+        if proxy and hostname:
+            session.proxies[f"https://{hostname}"] = proxy  # requests' per-host proxy key

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import trio
 
-_CHUNK = 1 << 16
+#: Each direction of a connection reads into one buffer of this size, reused.
+_BUFFER_SIZE = 1 << 17
 
 
 @dataclass
@@ -71,11 +72,18 @@ class Relay:
 
 
 async def _pump(source: trio.SocketStream, sink: trio.SocketStream, both: trio.CancelScope) -> None:
-    """Copy one direction; when either side ends, end the whole connection."""
+    """Copy one direction; when either side ends, end the whole connection.
+
+    Reads go straight into a buffer reused for the connection's life (the
+    stream's ``receive_some`` would allocate a new bytes object per read), and
+    are sent from a view of it: no copy beyond the kernel's.
+    """
+    buffer = bytearray(_BUFFER_SIZE)
+    view = memoryview(buffer)
     try:
-        while data := await source.receive_some(_CHUNK):
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the peer went away: closing the connection is the answer
+        while size := await source.socket.recv_into(buffer):
+            await sink.send_all(view[:size])
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the peer went away (or reset the connection): closing it is the answer
     finally:
         both.cancel()

@@ -3,7 +3,10 @@
 Arguments arrive decoded by the SDK's own stone validators, results and errors
 leave as the SDK's own types, so the wire shapes are the ones the SDK parses.
 A handler returns its route's result, or raises ApiFailure (409) or BadRequest
-(400). Upload bodies stream to a staging file in 1 MiB batches written (and
+(400). A files/upload body of up to 1 MiB is read into memory, then checked,
+staged and committed in one worker-thread call: small uploads are the common
+case, and each hop to a thread costs more than the work. Larger bodies, and
+every session call, stream to a staging file in 1 MiB batches written (and
 hashed) in a worker thread, so memory stays flat whatever the size.
 """
 
@@ -17,6 +20,7 @@ import json
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,8 @@ from ._dropbox_store import LookupFailure, Store, WriteFailure
 #: The real API's limit on the body of one upload call (files/upload, and each session call).
 MAX_UPLOAD_SIZE = 150 * 1024 * 1024
 _BATCH = 1 << 20
+#: files/upload bodies up to this size are handled in memory, in one worker-thread call.
+_IN_MEMORY_BODY = 1 << 20
 _DEFAULT_LIST_LIMIT = 2000
 
 T = TypeVar("T")
@@ -58,9 +64,15 @@ class Body:
     def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self._receive = receive
         self._complete = False
+        self._pending: deque[bytes] = deque()  # read ahead by read_small
 
     async def next_chunk(self) -> bytes | None:
         """Return the next piece of the body, None once it is complete."""
+        if self._pending:
+            return self._pending.popleft()
+        return await self._receive_chunk()
+
+    async def _receive_chunk(self) -> bytes | None:
         while not self._complete:
             message = await self._receive()
             if message["type"] == "http.disconnect":
@@ -80,6 +92,22 @@ class Body:
                 raise BadRequest(f"request body exceeds {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
+
+    async def read_small(self, limit: int) -> bytes | None:
+        """Return the whole body if it is at most ``limit`` bytes, else None.
+
+        When it is larger, what was read stays for ``next_chunk``, so the body
+        can still be streamed from its start.
+        """
+        size = sum(map(len, self._pending))
+        while (chunk := await self._receive_chunk()) is not None:
+            self._pending.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return None
+        data = b"".join(self._pending)
+        self._pending.clear()
+        return data
 
     async def drain(self) -> None:
         """Discard whatever is left, so the client can read the response."""
@@ -141,6 +169,15 @@ class _Session:
     lock: trio.Lock = field(default_factory=trio.Lock)
 
 
+class _Uncommitted(Exception):
+    """An in-memory upload was staged, but its commit failed: the data stays staged."""
+
+    def __init__(self, session: _Session, failure: WriteFailure) -> None:
+        super().__init__(failure)
+        self.session = session
+        self.failure = failure
+
+
 class Routes:
     """Handlers of the files/* routes, keyed by the route names the SDK calls."""
 
@@ -172,8 +209,14 @@ class Routes:
     # -- uploads ---------------------------------------------------------------
 
     async def upload(self, arg: Any, body: Body) -> Any:
+        data = await body.read_small(_IN_MEMORY_BODY)
+        if data is not None:
+            try:
+                return await self._run(self._upload_in_memory, data, arg)
+            except _Uncommitted as exc:
+                raise self._keep(exc.session, exc.failure) from exc.failure
         session = _Session(await self._run(self._store.new_staging_file))
-        session_id = None
+        kept = False
         try:
             failure = await self._append(session, body, arg.content_hash)
             if failure:
@@ -181,13 +224,38 @@ class Routes:
             try:
                 return await self._commit(session, arg)
             except WriteFailure as exc:
-                # As the real API does, keep the data as a session the client may finish elsewhere.
-                session_id = self._register(session)
-                reason = files.UploadWriteFailed(reason=exc.error, upload_session_id=session_id)
-                raise ApiFailure(files.UploadError.path(reason)) from exc
+                kept = True
+                raise self._keep(session, exc) from exc
         finally:
-            if session_id is None:
+            if not kept:
                 await self._discard(session)
+
+    def _upload_in_memory(self, data: bytes, arg: Any) -> Any:
+        """files/upload of a body held in memory, in a worker thread: check, stage, commit."""
+        if len(data) > self._max_upload_size:
+            raise ApiFailure(files.UploadError.payload_too_large)
+        hasher = DropboxContentHasher()
+        hasher.update(data)
+        content_hash = hasher.copy().hexdigest()  # hexdigest() ends a hasher
+        if arg.content_hash is not None and arg.content_hash != content_hash:
+            raise ApiFailure(files.UploadError.content_hash_mismatch)
+        staged = self._store.new_staging_file(data)
+        try:
+            return self._store.commit(staged, arg, content_hash)
+        except WriteFailure as exc:
+            raise _Uncommitted(_Session(staged, len(data), hasher), exc) from exc
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+
+    def _keep(self, session: _Session, failure: WriteFailure) -> ApiFailure:
+        """The failure of an upload whose commit failed, its data kept as a session.
+
+        As the real API does: the client may finish that session elsewhere.
+        """
+        session_id = self._register(session)
+        reason = files.UploadWriteFailed(reason=failure.error, upload_session_id=session_id)
+        return ApiFailure(files.UploadError.path(reason))
 
     async def session_start(self, arg: Any, body: Body) -> Any:
         session = _Session(await self._run(self._store.new_staging_file))

@@ -120,10 +120,15 @@ class Store:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
 
-    def new_staging_file(self) -> Path:
-        """Create an empty staging file for an upload body."""
+    def new_staging_file(self, data: bytes = b"") -> Path:
+        """Create a staging file for an upload body, holding ``data``."""
         fd, name = tempfile.mkstemp(dir=self.staging, prefix="upload-")
-        os.close(fd)
+        try:
+            with open(fd, "wb") as file:
+                file.write(data)
+        except BaseException:
+            os.unlink(name)
+            raise
         return Path(name)
 
     # -- lookups ---------------------------------------------------------------

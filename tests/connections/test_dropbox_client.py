@@ -146,6 +146,38 @@ class TestIsolation:
         assert shared[0]._session is shared[1]._session is session
 
 
+class TestEnvironment:
+    """The environment is read once, when the client is built, never per request."""
+
+    @pytest.fixture(autouse=True)
+    def no_other_proxy_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("https_proxy", "no_proxy", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+
+    def test_proxies_per_host_honour_no_proxy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+        monkeypatch.setenv("NO_PROXY", "content.test")
+        client = build_dropbox_client(
+            user_agent="x", token="t", api_host="api.test:8443", content_host="content.test:8444"
+        )
+        assert client._session.trust_env is False
+        assert client._session.proxies == {"https://api.test": "http://proxy.test:3128"}
+
+    async def test_environment_proxy_is_used(
+        self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A proxy that refuses connections makes the call fail; bypassed, it succeeds."""
+        _, handle = peer
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+        monkeypatch.setenv("NO_PROXY", "")
+        proxied = client_for(handle, max_retries_on_error=0)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = client_for(handle, max_retries_on_error=0)
+        with pytest.raises(requests.exceptions.ProxyError):
+            await call(proxied.files_list_folder, "")
+        assert (await call(direct.files_list_folder, "")).entries == []
+
+
 class TestRetries:
     """Failures the SDK leaves alone are handled by the client's connection pool."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from dropbox.exceptions import ApiError, AuthError, BadInputError
 
 from daemon.connections import build_dropbox_client
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
+from daemon.emulators._dropbox_routes import Body
 
 TOKEN = "emulator-test-token"
 USER_AGENT = "hotwire-test/1.0"
@@ -265,6 +266,60 @@ class TestWriteModes:
         assert body["error_summary"].startswith("path/conflict/file/")
         assert body["error"]["reason"] == {".tag": "conflict", "conflict": {".tag": "file"}}
         assert body["error"]["upload_session_id"]  # the data is kept as a session
+
+
+class TestUploadPaths:
+    """files/upload bodies up to 1 MiB are handled in memory, larger ones streamed: same results."""
+
+    SIZES = [10 * 1024, (1 << 20) + 1, 3 * (1 << 20) + 5]
+
+    @pytest.mark.parametrize("size", SIZES)
+    async def test_stored_whole(self, peer: Peer, size: int) -> None:
+        data = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+        uploaded = await peer.call(peer.client.files_upload, data, "/f.bin")
+        assert (peer.emulator.root / "f.bin").read_bytes() == data
+        assert uploaded.content_hash == content_hash(data)
+        assert not list((peer.emulator.root / ".dropbox.cache").iterdir())  # nothing left staged
+
+    @pytest.mark.parametrize("size", SIZES)
+    async def test_failed_commit_keeps_a_session(self, peer: Peer, size: int) -> None:
+        """A conflicting upload's data is kept as a session that can be finished elsewhere."""
+        await peer.call(peer.client.files_upload, b"first", "/taken.bin")
+        data = b"s" * size
+        with pytest.raises(ApiError) as excinfo:
+            await peer.call(peer.client.files_upload, data, "/taken.bin")
+        session_id = api_error(excinfo).get_path().upload_session_id
+        cursor = files.UploadSessionCursor(session_id, size)
+        commit = files.CommitInfo("/elsewhere.bin")
+        await peer.call(peer.client.files_upload_session_finish, b"", cursor, commit)
+        assert (peer.emulator.root / "elsewhere.bin").read_bytes() == data
+
+
+def receive_from(pieces: list[bytes]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI receive callable delivering ``pieces`` as one request body."""
+    messages = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    return receive
+
+
+class TestBody:
+    """Body.read_small takes a small body whole, and leaves a large one to stream."""
+
+    async def test_small_body_is_read_whole(self) -> None:
+        body = Body(receive_from([b"ab", b"cd", b"e"]))
+        assert await body.read_small(5) == b"abcde"
+        assert await body.next_chunk() is None
+
+    async def test_large_body_streams_from_its_start(self) -> None:
+        body = Body(receive_from([b"ab", b"cd", b"ef", b"g"]))
+        assert await body.read_small(3) is None
+        assert [await body.next_chunk() for _ in range(5)] == [b"ab", b"cd", b"ef", b"g", None]
 
 
 class TestContentChecks:
