@@ -1,0 +1,498 @@
+"""HTTP benchmarks (issue 3), each beside its floor in the same run.
+
+(a) wrk POSTs 1 KiB bodies through a Hotwire REST channel to a service that
+    answers ``{"ok": true, "size": N}``, and to a bare quart-trio app with the
+    same route and answer (the floor): requests/s and p99 latency of each.
+(b) curl uploads a 1 GiB file (``-T``, so ``Content-Length`` is known) to a
+    Hotwire channel whose service keeps the body with ``save_to`` (a rename of
+    the spool file), to one whose service copies it with ``chunks()`` into a
+    trio async file, and to a bare raw-ASGI app that writes every received
+    chunk to a trio async file (the floor): wall time of each curl, the
+    server's peak RSS (``VmHWM``, in MB of 10**6 bytes) and a sha256 check of
+    the stored file. Page-cache writes on a shared machine vary a lot from one
+    upload to the next, so each server takes UPLOAD_ROUNDS uploads and the
+    best time counts (as timeit does); every time is printed.
+
+Every server runs in its own subprocess, one at a time, under the same load;
+a fresh Hotwire per upload variant so that each peak RSS is its own. When
+Hotwire has its own transport (``server.fast_transport``), (a) also runs
+Hotwire on hypercorn's stock trio worker, the floor's transport, so that the
+channel's cost and the transport's gain can be told apart. The floors are
+served by this module (``--floor quart|stream PORT``) on hypercorn's trio
+worker with Hotwire's hypercorn settings. On a machine with two or more cores
+the server is pinned to core 0 and the client (wrk, curl) to core 1, so the
+server's one core is what is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import trio
+
+BODY_SIZE = 1024
+UPLOAD_SIZE = 1024**3
+WRK_CONNECTIONS = 32
+WRK_SECONDS = 10
+WARMUP_SECONDS = 2
+UPLOAD_ROUNDS = 2
+READY_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3
+REPO = Path(__file__).resolve().parent.parent
+HOTWIRE = Path(sys.executable).parent / "hotwire"
+PINNED = (os.cpu_count() or 1) >= 2
+
+SERVICES = '''
+import trio
+from daemon import Service
+
+
+class Ack(Service):
+    name = "bench.ack"
+
+    async def handle(self):
+        self.response.payload = {"ok": True, "size": self.request.http.body.size}
+
+
+class Save(Service):
+    """Keeps the body where the query says: a rename of the spool file."""
+
+    name = "bench.save"
+
+    async def handle(self):
+        body = self.request.http.body
+        body.save_to(self.request.http.params.target)
+        self.response.payload = {"ok": True, "size": body.size}
+
+
+class Copy(Service):
+    """Copies the body chunk by chunk into a trio async file."""
+
+    name = "bench.copy"
+
+    async def handle(self):
+        body = self.request.http.body
+        async with await trio.open_file(self.request.http.params.target, "wb") as file:
+            async for chunk in body.chunks():
+                await file.write(chunk)
+        self.response.payload = {"ok": True, "size": body.size}
+'''
+
+CONFIG = """
+[server]
+port = {port}
+grace_period = "1s"
+{server_extra}
+
+[paths]
+services = "services"
+state = "state"
+
+[log]
+level = "warning"
+format = "json"
+
+[[channels.rest]]
+path = "/ack"
+service = "bench.ack"
+
+[[channels.rest]]
+path = "/upload/save"
+service = "bench.save"
+max_body = "2GiB"
+
+[[channels.rest]]
+path = "/upload/copy"
+service = "bench.copy"
+max_body = "2GiB"
+"""
+
+WRK_SCRIPT = f"""
+wrk.method = "POST"
+wrk.body = string.rep("x", {BODY_SIZE})
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+
+# --- the floors, served in a subprocess by ``python -m bench.bench_http --floor ...`` ---
+
+
+def _quart_floor() -> Any:
+    """The bare quart-trio app: the same route and answer as Hotwire's ``/ack`` channel."""
+    from quart import request
+    from quart_trio import QuartTrio
+
+    app = QuartTrio(__name__)
+
+    @app.post("/ack")
+    async def ack() -> dict[str, Any]:
+        return {"ok": True, "size": len(await request.get_data())}
+
+    @app.get("/ready")
+    async def ready() -> str:
+        return "ready"
+
+    return app
+
+
+async def _stream_floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raw ASGI: ``POST /upload?target=PATH`` writes each received chunk to a trio file."""
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]  # lifespan.startup, then lifespan.shutdown
+            await send({"type": f"{kind}.complete"})
+            if kind == "lifespan.shutdown":
+                return
+    status, answer = 404, b"{}"
+    if scope["path"] == "/ready":
+        status = 200
+    elif scope["path"] == "/upload" and scope["method"] == "POST":
+        target = parse_qs(scope["query_string"].decode())["target"][0]
+        size = 0
+        async with await trio.open_file(target, "wb") as file:
+            while True:
+                event = await receive()
+                if event["type"] == "http.disconnect":
+                    return
+                if chunk := event.get("body", b""):
+                    await file.write(chunk)
+                    size += len(chunk)
+                if not event.get("more_body", False):
+                    break
+        status, answer = 200, json.dumps({"ok": True, "size": size}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+def serve_floor(kind: str, port: int) -> None:
+    """Serve a floor app on hypercorn's trio worker with Hotwire's hypercorn settings.
+
+    The settings are those of ``daemon.http._server.hypercorn_config``, repeated
+    here so that the floor does not import the daemon: its RSS is then the floor's.
+    """
+    import hypercorn.config
+    import hypercorn.trio
+
+    app: Any = _quart_floor() if kind == "quart" else _stream_floor
+    config = hypercorn.config.Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    config.accesslog = None
+
+    async def sigterm() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+    trio.run(functools.partial(hypercorn.trio.serve, app, config, shutdown_trigger=sigterm))
+
+
+# --- driving servers and clients ---
+
+
+@dataclass
+class Server:
+    """A server subprocess: its pid, base URL and log file."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def memory_mb(self, field: str) -> float:
+        """``VmHWM`` (peak RSS since start) or ``VmRSS`` from /proc, in MB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+        if match is None:  # a zombie has no memory figures
+            raise RuntimeError(f"the server has exited:\n{self.log.read_text()[-2000:]}")
+        return int(match.group(1)) * 1024 / 1e6
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _pinned(core: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if PINNED else command
+
+
+@contextlib.contextmanager
+def _serving(
+    command_for: Callable[[int], list[str]], log: Path, cwd: Path, ready_path: str
+) -> Iterator[Server]:
+    """Start ``command_for(port)`` on core 0, wait for ``GET ready_path`` to answer 200.
+
+    The port is free when chosen, but another process may bind it before the
+    server does (other test runs share the machine): then the server is
+    started again on another port. The server is stopped on leaving.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = command_for(port)
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                _pinned(0, command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        try:
+            if _ready(process, url + ready_path):
+                break
+        except BaseException:
+            _stop(process)
+            raise
+        if attempt == PORT_ATTEMPTS or "Address already in use" not in log.read_text():
+            raise RuntimeError(f"{command} did not start:\n{log.read_text()[-2000:]}")
+    try:
+        yield Server(process, url, log)
+    finally:
+        _stop(process)
+
+
+def _ready(process: subprocess.Popen[bytes], url: str) -> bool:
+    """Whether ``url`` answered 200 before the process exited; RuntimeError on a timeout."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not _answers(url):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no answer from {url} within {READY_TIMEOUT} s")
+        time.sleep(0.05)  # a benchmark may poll; the daemon's own log is at "warning"
+    return True
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200  # type: ignore[no-any-return]
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _hotwire(root: Path, server_extra: str = "") -> contextlib.AbstractContextManager[Server]:
+    """A fresh Hotwire with the bench services, in ``root``."""
+    root.mkdir()
+    (root / "services").mkdir()
+    (root / "services" / "bench_services.py").write_text(SERVICES)
+    config = root / "hotwire.toml"
+
+    def command_for(port: int) -> list[str]:
+        config.write_text(CONFIG.format(port=port, server_extra=server_extra))
+        return [str(HOTWIRE), "run", "--config", str(config)]
+
+    return _serving(command_for, root / "hotwire.log", root, "/admin/ready")
+
+
+def _floor(kind: str, root: Path) -> contextlib.AbstractContextManager[Server]:
+    def command_for(port: int) -> list[str]:
+        return [sys.executable, "-m", "bench.bench_http", "--floor", kind, str(port)]
+
+    return _serving(command_for, root / f"floor-{kind}.log", REPO, "/ready")
+
+
+# --- (a) 1 KiB POSTs under wrk ---
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_second: float
+    p99_ms: float
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(url: str, script: Path, seconds: int, *, latency: bool) -> str:
+    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", str(script)]
+    command += ["--latency", url] if latency else [url]
+    output = subprocess.run(_pinned(1, command), capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw failed requests against {url}:\n{output}")
+    return output
+
+
+def _post_load(url: str, script: Path) -> LoadResult:
+    """POST 1 KiB bodies to ``url``: check one answer, warm up, then measure."""
+    request = urllib.request.Request(url, data=b"x" * BODY_SIZE, method="POST")
+    request.add_header("Content-Type", "application/octet-stream")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer = json.load(response)
+    assert answer == {"ok": True, "size": BODY_SIZE}, answer
+    _wrk(url, script, WARMUP_SECONDS, latency=False)
+    output = _wrk(url, script, WRK_SECONDS, latency=True)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if rate is None or p99 is None:
+        raise RuntimeError(f"cannot parse wrk's output:\n{output}")
+    return LoadResult(float(rate.group(1)), float(p99.group(1)) * _UNITS_MS[p99.group(2)])
+
+
+# --- (b) a 1 GiB upload ---
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    times: list[float]
+    rss_at_start_mb: float
+    peak_rss_mb: float
+
+    @property
+    def seconds(self) -> float:
+        """The best time."""
+        return min(self.times)
+
+
+def _make_upload(path: Path) -> str:
+    """Write UPLOAD_SIZE random bytes to ``path``; return their sha256."""
+    digest = hashlib.sha256()
+    piece = 16 * 1024 * 1024
+    with path.open("wb") as file:
+        for _ in range(UPLOAD_SIZE // piece):
+            data = os.urandom(piece)
+            digest.update(data)
+            file.write(data)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _upload(server: Server, path: str, source: Path, source_sha256: str, target: Path) -> float:
+    """Upload ``source`` with curl, check the answer and the stored file; the wall time."""
+    url = f"{server.url}{path}?target={quote(str(target))}"
+    os.sync()  # earlier steps' dirty pages must not be written back during this one
+    started = time.perf_counter()
+    completed = subprocess.run(
+        _pinned(1, ["curl", "-sS", "--fail-with-body", "-T", str(source), "-X", "POST", url]),
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"curl to {url} failed: {completed.stderr} {completed.stdout}")
+    answer = json.loads(completed.stdout)
+    assert answer == {"ok": True, "size": UPLOAD_SIZE}, answer
+    if _sha256(target) != source_sha256:
+        raise RuntimeError(f"the file stored through {url} differs from what was sent")
+    target.unlink()
+    return elapsed
+
+
+def _measured_uploads(
+    server: Server, path: str, source: Path, source_sha256: str, target: Path
+) -> UploadResult:
+    at_start = server.memory_mb("VmRSS")
+    times = [_upload(server, path, source, source_sha256, target) for _ in range(UPLOAD_ROUNDS)]
+    return UploadResult(times, at_start, server.memory_mb("VmHWM"))
+
+
+def _has_fast_transport() -> bool:
+    from daemon._config import ServerConfig
+
+    return "fast_transport" in {field.name for field in fields(ServerConfig)}
+
+
+def run_all(root: Path) -> None:
+    script = root / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    posts: dict[str, LoadResult] = {}
+    with _hotwire(root / "hotwire-post") as server:
+        posts["hotwire channel"] = _post_load(server.url + "/ack", script)
+    if _has_fast_transport():
+        with _hotwire(root / "hotwire-post-stock", "fast_transport = false") as server:
+            posts["hotwire, stock worker"] = _post_load(server.url + "/ack", script)
+    with _floor("quart", root) as server:
+        posts["floor quart-trio"] = _post_load(server.url + "/ack", script)
+
+    source = root / "upload.bin"
+    source_sha256 = _make_upload(source)
+    target = root / "stored.bin"  # same filesystem as Hotwire's spool: save_to renames
+    uploads: dict[str, UploadResult] = {}
+    for variant in ("save", "copy"):
+        with _hotwire(root / f"hotwire-{variant}") as server:
+            uploads[variant] = _measured_uploads(
+                server, f"/upload/{variant}", source, source_sha256, target
+            )
+    with _floor("stream", root) as server:
+        uploads["floor"] = _measured_uploads(server, "/upload", source, source_sha256, target)
+
+    floor_rate = posts["floor quart-trio"].requests_per_second
+    for label, load in posts.items():
+        print(
+            f"{label:22} POST 1KiB: {load.requests_per_second:8,.0f} req/s,"
+            f" p99 {load.p99_ms:6.2f} ms, / floor {load.requests_per_second / floor_rate:.2f}"
+        )
+    labels = {
+        "save": "hotwire save_to (rename)",
+        "copy": "hotwire chunks() copy",
+        "floor": "floor raw ASGI stream",
+    }
+    for variant, upload in uploads.items():
+        times = ", ".join(f"{seconds:.2f}" for seconds in upload.times)
+        print(
+            f"{labels[variant]:24} 1 GiB upload: {times} s, best"
+            f" {UPLOAD_SIZE / upload.seconds / 1e6:4.0f} MB/s;"
+            f" RSS at start {upload.rss_at_start_mb:.1f} MB, peak {upload.peak_rss_mb:.1f} MB"
+        )
+    hot, bare = posts["hotwire channel"], posts["floor quart-trio"]
+    print(
+        f"(a) channel POST 1KiB: hotwire {hot.requests_per_second:,.0f} req/s"
+        f" p99 {hot.p99_ms:.2f} ms; bare quart-trio {bare.requests_per_second:,.0f}"
+        f" req/s p99 {bare.p99_ms:.2f} ms;"
+        f" ratio {hot.requests_per_second / bare.requests_per_second:.2f} (target >= 0.8)"
+    )
+    saved, copied, floor = uploads["save"], uploads["copy"], uploads["floor"]
+    print(
+        f"(b) 1 GiB upload: hotwire rename {saved.seconds:.2f} s, copy {copied.seconds:.2f} s;"
+        f" bare {floor.seconds:.2f} s; ratios {saved.seconds / floor.seconds:.2f},"
+        f" {copied.seconds / floor.seconds:.2f} (target <= 1.5);"
+        f" peak RSS {saved.peak_rss_mb:.0f} MB / {copied.peak_rss_mb:.0f} MB (target < 100)"
+    )
+
+
+def main() -> None:
+    # TemporaryDirectory removes the 1 GiB files even when a step fails, and
+    # SIGTERM (a CI timeout) becomes SystemExit so that it unwinds the same way.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    with tempfile.TemporaryDirectory(prefix="hotwire-bench-http-") as directory:
+        run_all(Path(directory))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--floor"]:
+        serve_floor(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
