@@ -131,14 +131,19 @@ def _pin_to_load_core(pid: int) -> None:
         os.sched_setaffinity(pid, {1})
 
 
-def run_wrk(wrk: str, url: str, seconds: float, connections: int) -> Result:
-    """One wrk run against ``url``; wrk's own Lua ``done`` hook reports the figures."""
+def run_wrk(
+    wrk: str, url: str, seconds: float, connections: int, *, threads: int = 1, pin: bool = True
+) -> Result:
+    """One wrk run against ``url``; wrk's own Lua ``done`` hook reports the figures.
+
+    ``pin`` keeps wrk on core 1, the server being on core 0.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT % len(BODY))
     try:
         command = [
             wrk,
-            "-t1",
+            f"-t{threads}",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "-s",
@@ -146,7 +151,8 @@ def run_wrk(wrk: str, url: str, seconds: float, connections: int) -> Result:
             url,
         ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        _pin_to_load_core(process.pid)
+        if pin:
+            _pin_to_load_core(process.pid)
         output, _ = process.communicate()
     finally:
         os.unlink(script.name)
@@ -221,13 +227,16 @@ def measure(transport: str, seconds: float, warmup: float, connections: int) -> 
 
 
 def main(argv: list[str] | None = None) -> float:
-    """Run the comparison, print the figures; return the ratio fast/stock."""
+    """Run the comparison, print the figures; return the ratio fast/stock.
+
+    ``argv`` are the options (none: the defaults, as ``python -m bench`` runs it).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--serve", choices=TRANSPORTS, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
     if args.serve is not None:
         run_server(args.serve)
         return 0.0
@@ -249,4 +258,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

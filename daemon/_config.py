@@ -94,6 +94,14 @@ class ServerConfig:
     #: hypercorn's trio worker with Hotwire's faster connection glue (about 2x the
     #: small requests per second); false uses hypercorn's own. See http/_fast_transport.
     fast_transport: bool = True
+    #: Worker processes sharing the port (SO_REUSEPORT) under a supervisor.
+    #: 1 runs a single process. More needs the admin API to answer for every
+    #: worker, which is not built yet (see README): keep 1 for production.
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"workers: expected 1 to 64, got {self.workers}")
 
 
 @dataclass(frozen=True)

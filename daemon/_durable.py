@@ -12,8 +12,14 @@ A durable message is a JSON envelope plus an optional body file:
 
 Delivery is at least once: a service must tolerate running twice for one
 message (the reference connector's upload of the same bytes to the same path
-is an identical overwrite). The outbox owns one SQLite file and one spool
-directory under ``<state>/outbox``; its delivery loop is a once-per-machine role.
+is an identical overwrite).
+
+The outbox is one SQLite file and one spool directory under ``<state>/outbox``,
+shared by every worker process: each accepts into it and serves the admin API
+(counts, list, retry, delete), and exactly one, the deliverer (worker 0), also
+recovers, delivers and removes orphaned files. The deliverer polls the store,
+so it delivers what the other workers accepted or retried within its poll
+interval (0.2 s), with no other link between the processes.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ._config import OutboxConfig
 from ._router import Router
 from .http import HttpRequest, RequestBody
 from .outbox import Message as OutboxMessage
-from .outbox import Outbox, Spool, SqliteStore
+from .outbox import Outbox, OutboxWriter, Spool, SqliteStore
 
 __all__ = ["DurableOutbox", "run_outbox"]
 
@@ -38,9 +44,13 @@ log = structlog.get_logger(__name__)
 
 
 class DurableOutbox:
-    """The running outbox and its spool, as channels and services use them."""
+    """The running outbox and its spool, as channels, services and the admin API use them.
 
-    def __init__(self, outbox: Outbox, spool: Spool) -> None:
+    ``outbox`` is the deliverer (an `Outbox`) in the deliverer process, an
+    accept-only `OutboxWriter` in the others.
+    """
+
+    def __init__(self, outbox: OutboxWriter, spool: Spool) -> None:
         self.outbox = outbox
         self.spool = spool
 
@@ -109,12 +119,20 @@ async def run_outbox(
     directory: Path,
     router: Router,
     *,
+    deliverer: bool = True,
     task_status: trio.TaskStatus[DurableOutbox] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Open the store and spool under ``directory``, recover, deliver until cancelled."""
+    """Open the store and spool under ``directory`` and serve until cancelled.
+
+    The deliverer (one per machine) recovers and delivers; with
+    ``deliverer=False`` the outbox only accepts, and serves the admin API.
+    """
     await trio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
     async with await SqliteStore.open(directory / "outbox.sqlite") as store:
         spool = await Spool.open(directory / "spool")
+        if not deliverer:
+            task_status.started(DurableOutbox(OutboxWriter(store, spool), spool))
+            await trio.sleep_forever()
         outbox = Outbox(
             store,
             spool,

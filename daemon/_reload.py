@@ -43,7 +43,7 @@ class Reloader:
         *,
         router: Router,
         gateway: ChannelGateway,
-        scheduler: Scheduler,
+        scheduler: Scheduler | None,
         connections: Connections,
         endpoints: EmulatorEndpoints,
         nursery: trio.Nursery,
@@ -96,7 +96,8 @@ class Reloader:
             )
         try:
             table = RouteTable(new.channels.rest)
-            self._scheduler.replace_all(new.scheduler.jobs)
+            if self._scheduler is not None:
+                self._scheduler.replace_all(new.scheduler.jobs)
         except BaseException:
             if connections is not None:
                 connections.close()

@@ -18,10 +18,12 @@ from ._config import Config, default_config_path, load_config
 from ._deployer import Deployer
 from ._logging import configure_logging
 from ._router import Router
+from ._supervisor import Supervisor, WorkerRole, stop_when_orphaned
 from ._version import __version__
 from ._zato import install_zato_alias
 from .exceptions import ConfigError
 from .http import admin_token, token_path
+from .main import Daemon
 from .main import main as daemon_main
 
 __all__ = ["main"]
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         config.log.level,
         config.log.format,
-        stream=sys.stdout if args.command in ("run", "emulator") else sys.stderr,
+        stream=sys.stdout if args.command in ("run", "worker", "emulator") else sys.stderr,
     )
     return int(args.handler(config, args))
 
@@ -76,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument(
         "--url", default=None, help="the daemon's base URL (default: from [server] in the config)"
     )
+    worker = commands.add_parser("worker", help=argparse.SUPPRESS)  # started by the supervisor
+    worker.add_argument("--config", type=Path, default=None)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--workers", type=int, required=True)
+    worker.set_defaults(command="worker", handler=_worker)
     emulator = command("emulator", _emulator, "run an emulator on its own, for service development")
     emulator.add_argument("kind", choices=["dropbox"], help="which peer to emulate")
     emulator.add_argument(
@@ -94,20 +101,40 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    trio.run(_serve_until_signalled, config)
+    if config.server.workers > 1:
+        supervisor = Supervisor(config, config.source, config.server.workers)
+        trio.run(supervisor.run)
+    else:
+        trio.run(_serve_until_signalled, config, None)
     return 0
 
 
-async def _serve_until_signalled(config: Config) -> None:
-    """Run the daemon; SIGHUP reloads the configuration, SIGTERM or SIGINT stops it."""
+def _worker(config: Config, args: argparse.Namespace) -> int:
+    role = WorkerRole.from_environment(args.index, args.workers)
+    trio.run(_serve_until_signalled, config, role)
+    return 0
+
+
+async def _serve_until_signalled(config: Config, role: WorkerRole | None) -> None:
+    """Run the daemon; SIGHUP reloads the configuration, SIGTERM or SIGINT stops it.
+
+    A worker also stops when its supervisor is gone.
+    """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            daemon = await nursery.start(daemon_main, config)
+
+            async def serve(task_status: trio.TaskStatus[Daemon]) -> None:
+                await daemon_main(config, role=role, task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped: no more signals to obey
+
+            daemon = await nursery.start(serve)
+            if role is not None:
+                nursery.start_soon(stop_when_orphaned, daemon.stop)
             async for signum in signals:
                 log.info("signal_received", signal=signal.Signals(signum).name)
                 if signum != signal.SIGHUP:
                     daemon.stop()
-                    break
+                    continue  # until `serve` returns: a second signal changes nothing
                 # A bad file keeps the old configuration; the reload logged why.
                 with contextlib.suppress(ConfigError):
                     await daemon.reload()

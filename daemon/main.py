@@ -27,6 +27,7 @@ from ._durable import DurableOutbox, run_outbox
 from ._reload import Reloader, status_line
 from ._router import Router
 from ._service import Resources
+from ._supervisor import WorkerRole
 from ._zato import install_zato_alias
 from .connections import Connections
 from .emulators import EmulatorEndpoints, run_emulators
@@ -45,7 +46,8 @@ class Daemon:
     config: Config
     router: Router
     deployer: Deployer
-    scheduler: Scheduler
+    #: None in workers other than worker 0.
+    scheduler: Scheduler | None
     outbox: DurableOutbox
     gateway: ChannelGateway
     reloader: Reloader
@@ -72,22 +74,29 @@ async def main(
     config: Config,
     *,
     shutdown: trio.Event | None = None,
+    role: WorkerRole | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the daemon until ``shutdown`` is set (or `Daemon.stop` is called)."""
+    """Run the daemon until ``shutdown`` is set (or `Daemon.stop` is called).
+
+    ``role`` makes this one worker of several (see `_supervisor`): the
+    emulators run in the supervisor, and only worker 0 runs scheduler jobs.
+    """
     started = time.perf_counter()
     shutdown = shutdown if shutdown is not None else trio.Event()
     install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
     async with trio.open_nursery() as peers:
         await peers.start(systemd.Watchdog().run)
-        endpoints = await peers.start(run_emulators, config)
+        endpoints = role.endpoints if role else await peers.start(run_emulators, config)
         connections = Connections(
             config, dropbox_endpoint=endpoints.dropbox, ftp_endpoint=endpoints.ftp
         )
         router = Router(resources=Resources(connections.cloud, connections.outgoing))
         try:
-            await _serve(config, router, connections, endpoints, shutdown, started, task_status)
+            await _serve(
+                config, router, connections, endpoints, role, shutdown, started, task_status
+            )
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 # Closing says goodbye to peers (FTP QUIT): blocking, so in a thread.
@@ -101,6 +110,7 @@ async def _serve(
     router: Router,
     connections: Connections,
     endpoints: EmulatorEndpoints,
+    role: WorkerRole | None,
     shutdown: trio.Event,
     started: float,
     task_status: trio.TaskStatus[Daemon],
@@ -118,7 +128,14 @@ async def _serve(
         # retried after a restart.
         async with trio.open_nursery() as durable:
             outbox = await durable.start(
-                run_outbox, config.outbox, config.paths.state / "outbox", router
+                functools.partial(
+                    run_outbox,
+                    config.outbox,
+                    config.paths.state / "outbox",
+                    router,
+                    # Delivery, like jobs, runs once per machine: worker 0, or here when alone.
+                    deliverer=role is None or role.primary,
+                )
             )
             router.outbox = gateway.outbox = outbox
             # Inner to outer: the watcher and the scheduler are cancelled at
@@ -132,7 +149,11 @@ async def _serve(
                         force_polling=config.deploy.force_polling,
                     ).run
                 )
-                scheduler = await watching.start(_scheduler(config, router).run)
+                # Jobs run once per machine: in worker 0, or here when alone. The
+                # scheduler's state file has one writer, so the others have none.
+                scheduler = None
+                if role is None or role.primary:
+                    scheduler = await watching.start(_scheduler(config, router).run)
                 reloader = Reloader(
                     config,
                     router=router,
@@ -157,6 +178,7 @@ async def _serve(
                         HotwireApp(gateway, context),
                         config.server,
                         shutdown_trigger=shutdown.wait,
+                        reuse_port=role is not None,
                     )
                 )
                 context.ready = True

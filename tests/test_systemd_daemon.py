@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -87,7 +88,7 @@ async def test_notify_watchdog_reload_and_stop(
         while len(pings) < 4:
             if await notifications.next(skip_watchdog=False) == "WATCHDOG=1":
                 pings.append(notifications.seen[-1][0])
-        gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert all(0.12 < gap < 0.4 for gap in gaps), gaps
 
         write_config(tmp_path, port, ["/api/a", "/api/b"])
@@ -136,7 +137,7 @@ async def test_socket_activation_answers_an_early_request(tmp_path: Path) -> Non
         )
     try:
         with trio.fail_after(30):
-            while True:  # noqa: ASYNC110 - the activator listens a moment after it starts
+            while True:
                 try:
                     stream = await trio.open_tcp_stream("127.0.0.1", port)
                     break

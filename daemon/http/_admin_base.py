@@ -38,7 +38,8 @@ class AdminContext:
     #: Re-reads the configuration file and applies what can change live; owns
     #: the current configuration and connections.
     reloader: Reloader
-    scheduler: Scheduler
+    #: None in workers other than worker 0, which alone runs jobs.
+    scheduler: Scheduler | None
     outbox: DurableOutbox
     ready: bool = False
     routes: list[dict[str, Any]] = field(default_factory=list)

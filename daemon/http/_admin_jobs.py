@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from quart import Response
@@ -20,36 +19,36 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
 
     @routes.add("GET", "/admin/scheduler/jobs", "Scheduler jobs: schedule, state, last run.")
     async def jobs() -> Response:
-        return json_response({"jobs": [job.to_mapping() for job in context.scheduler.list_jobs()]})
+        return await _job_call("list_jobs", None)
 
     @routes.add("POST", "/admin/scheduler/jobs", "Create a job (the same keys as in the config).")
     async def create_job() -> Response:
-        return await _job_call(lambda spec: context.scheduler.add(spec), await _job_spec(), 201)
+        return await _job_call("add", await _job_spec(), 201)
 
     @routes.add("GET", "/admin/scheduler/jobs/{name}", "One job.")
     async def job(name: str) -> Response:
-        return await _job_call(context.scheduler.get, name)
+        return await _job_call("get", name)
 
     @routes.add("PUT", "/admin/scheduler/jobs/{name}", "Replace a job created through the API.")
     async def update_job(name: str) -> Response:
         spec = await _job_spec(name)
-        return await _job_call(context.scheduler.update, spec)
+        return await _job_call("update", spec)
 
     @routes.add("DELETE", "/admin/scheduler/jobs/{name}", "Delete a job created through the API.")
     async def delete_job(name: str) -> Response:
-        return await _job_call(context.scheduler.delete, name, 204)
+        return await _job_call("delete", name, 204)
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/pause", "Pause a job.")
     async def pause_job(name: str) -> Response:
-        return await _job_call(context.scheduler.pause, name)
+        return await _job_call("pause", name)
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/resume", "Resume a paused job.")
     async def resume_job(name: str) -> Response:
-        return await _job_call(context.scheduler.resume, name)
+        return await _job_call("resume", name)
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/run", "Run a job now and wait for it.")
     async def run_job(name: str) -> Response:
-        return await _job_call(context.scheduler.run_now, name)
+        return await _job_call("run_now", name)
 
     async def _job_spec(name: str | None = None) -> JobSpec | Response:
         data, refused = await read_json()
@@ -63,12 +62,15 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
         except ConfigError as exc:
             return json_error(400, str(exc))
 
-    async def _job_call(action: Callable[[Any], Any], argument: Any, ok: int = 200) -> Response:
-        """Run a scheduler action, mapping its errors to statuses."""
+    async def _job_call(action: str, argument: Any, ok: int = 200) -> Response:
+        """Run scheduler method ``action``, mapping its errors to statuses."""
         if isinstance(argument, Response):
             return argument  # the request was already refused
+        if context.scheduler is None:
+            return json_error(503, "scheduler jobs run in worker 0; this worker has none")
+        method = getattr(context.scheduler, action)
         try:
-            result = action(argument)
+            result = method() if argument is None else method(argument)
             if inspect.isawaitable(result):
                 result = await result
         except JobNotFound as exc:
@@ -79,4 +81,6 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
             return json_error(400, str(exc))
         if result is None:
             return Response(b"", status=ok)
+        if isinstance(result, list):
+            return json_response({"jobs": [job.to_mapping() for job in result]}, ok)
         return json_response(result.to_mapping(), ok)

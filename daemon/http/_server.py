@@ -11,11 +11,13 @@ requests finish within ``server.grace_period``, then cancels the rest.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hypercorn.config
 import trio
+from hypercorn.config import Sockets
 
 from .._config import ServerConfig
 from .._systemd import listen_fds
@@ -59,16 +61,36 @@ async def serve_http(
     server: ServerConfig,
     *,
     shutdown_trigger: Callable[[], Awaitable[Any]],
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns and in-flight requests drain.
 
+    ``reuse_port`` binds with SO_REUSEPORT, for several workers on one port.
     ``nursery.start`` returns the URLs listened on (the real port when 0 was asked).
     """
-    serve = select_serve(server.fast_transport)
-    await serve(
+    config = hypercorn_config(server)
+    sockets = None
+    if reuse_port:
+        sockets = Sockets(
+            secure_sockets=[], insecure_sockets=[_reuse_port_socket(server)], quic_sockets=[]
+        )
+    await select_serve(server.fast_transport)(
         app,
-        hypercorn_config(server),
+        config,
+        sockets=sockets,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )
+
+
+def _reuse_port_socket(server: ServerConfig) -> socket.socket:
+    """A listening socket other processes may bind too; the kernel spreads connections."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((server.host, server.port))
+    sock.listen(hypercorn.config.Config.backlog)
+    return sock

@@ -8,8 +8,9 @@ Layout under the spool directory::
 A body becomes final with fsync(file), rename into ``bodies/``, fsync(bodies/):
 after that a power cut cannot lose it or leave it partial. Both directories are
 on one filesystem, so the rename is atomic. Whatever is left in ``incoming/``
-after a crash, and any body without a row, is removed at start-up
-(:meth:`Spool.remove_orphans`).
+after a crash, and any body without a row, is removed by the deliverer once it
+is old enough not to be an accept in progress in another process (see
+``Outbox``).
 
 Every failure to write becomes :class:`~daemon.exceptions.OutboxUnavailable`
 with a short reason, and leaves no file behind.
@@ -194,18 +195,3 @@ class Spool:
         """Remove the body of ``message_id`` if there is one."""
         path = self.body_path(message_id)
         await self._run(_unlink_quietly, path, path=path)
-
-    async def remove_orphans(self, keep: set[str]) -> int:
-        """Remove everything in ``incoming/`` and every body not named in ``keep``.
-
-        Call before anything is accepted: a body being written now would look
-        like an orphan. Returns the number of files removed.
-        """
-        return await self._run(self._remove_orphans, keep, path=self.directory)
-
-    def _remove_orphans(self, keep: set[str]) -> int:
-        orphans = list(self.incoming.iterdir())
-        orphans += [path for path in self.bodies.iterdir() if path.name not in keep]
-        for path in orphans:
-            _unlink_quietly(path)
-        return len(orphans)

@@ -1,4 +1,4 @@
-"""The outbox store on SQLite: one file, one connection, one owning process.
+"""The outbox store on SQLite: one file shared by the worker processes of one machine.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so every
 COMMIT fsyncs the WAL before it returns; in WAL mode ``NORMAL`` would only
@@ -9,18 +9,33 @@ undone by a power cut would leave a pending row whose body is gone. SQLite
 fsyncs the directory when it creates the WAL; we fsync it once when we create
 the database file.
 
-``locking_mode=EXCLUSIVE`` makes the file belong to one process: a second
-daemon pointed at the same file gets OutboxUnavailable at once (no busy
-timeout: the only connection never waits for itself) instead of silently
-sharing it (recovery would reset the other's in-flight deliveries). Several
-daemons sharing one outbox is the job of a PostgreSQL store.
+Several processes: every worker accepts into the same file, one of them (the
+deliverer) also claims and records outcomes. Locking is SQLite's normal one
+over WAL: readers never wait, and writers take turns. Every write is one
+``BEGIN IMMEDIATE`` transaction, which takes the write lock before it reads,
+so a claim's read-then-update cannot interleave with another process's write
+(no lost claim, no double claim, even with two claimers), and no transaction
+ever has to upgrade a stale read snapshot (which would fail at once instead of
+waiting). A writer that finds the lock taken waits up to ``busy_timeout``
+seconds; a database locked for longer becomes
+``OutboxUnavailable("database busy")``. A claim first looks, without the write
+lock, whether anything is due, so the deliverer's idle polling never makes the
+acceptors wait.
+
+This store used to hold ``locking_mode=EXCLUSIVE``, which also refused a
+second daemon on the same file. That protection is gone: recovery
+(:meth:`SqliteStore.recover`) resets every ``delivering`` row, so two
+deliverers on one file would deliver each other's in-flight messages again.
+The deliverer role must be unique per machine (per state directory); the
+supervisor ensures that by giving it to worker 0 only. Daemons on several
+machines sharing one outbox is the job of a PostgreSQL store.
 
 Threads: sqlite3 blocks, so every call runs in a worker thread through a
-CapacityLimiter(1) over one connection opened with ``check_same_thread=False``.
-The limiter serialises all use of the connection; Trio's thread cache makes
-this nearly as cheap as a dedicated thread, without owning one. Thread calls
-are not abandoned on cancellation, so a commit that started always finishes
-and is reported.
+CapacityLimiter(1) over one connection per process, opened with
+``check_same_thread=False``. The limiter serialises all use of the connection;
+Trio's thread cache makes this nearly as cheap as a dedicated thread, without
+owning one. Thread calls are not abandoned on cancellation, so a commit that
+started always finishes and is reported.
 """
 
 from __future__ import annotations
@@ -69,8 +84,8 @@ _REASONS = {
     sqlite3.SQLITE_CANTOPEN: "database not writable",
     sqlite3.SQLITE_PERM: "database not writable",
     sqlite3.SQLITE_IOERR: "database I/O error",
-    sqlite3.SQLITE_BUSY: "database used by another process",
-    sqlite3.SQLITE_LOCKED: "database used by another process",
+    sqlite3.SQLITE_BUSY: "database busy",
+    sqlite3.SQLITE_LOCKED: "database busy",
 }
 
 
@@ -104,13 +119,14 @@ class SqliteStore:
         self._limiter = trio.CapacityLimiter(1)
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> SqliteStore:
         """Open (creating if needed) the database at ``path``.
 
-        Raises OutboxUnavailable when the file cannot be opened or written, or
-        another process has it open.
+        Other processes may have it open too; a write waits up to
+        ``busy_timeout`` seconds for theirs. Raises OutboxUnavailable when the
+        file cannot be opened or written, or stays locked longer than that.
         """
-        connection = await trio.to_thread.run_sync(cls._connect, path)
+        connection = await trio.to_thread.run_sync(cls._connect, path, busy_timeout)
         store = cls(path, connection)
         try:
             await store._call(store._prepare)
@@ -120,9 +136,11 @@ class SqliteStore:
         return store
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         try:
-            return sqlite3.connect(path, timeout=0.0, isolation_level=None, check_same_thread=False)
+            return sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             _raise_unavailable(exc, path)
             raise
@@ -130,8 +148,6 @@ class SqliteStore:
     def _prepare(self) -> None:
         connection = self._connection
         created = not self.path.exists() or self.path.stat().st_size == 0
-        # EXCLUSIVE must precede the switch to WAL: then no shared-memory index is used.
-        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
         (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
         if mode != "wal":
             raise OutboxUnavailable("database cannot use WAL", f"{self.path}: journal {mode}")
@@ -205,7 +221,16 @@ class SqliteStore:
     async def claim_due(
         self, now: float, limit: int, *, per_target: int | None = None
     ) -> list[Message]:
-        return await self._write(_claim_due, now, limit, per_target)
+        return await self._call(self._claim_if_due, now, limit, per_target)
+
+    def _claim_if_due(self, now: float, limit: int, per_target: int | None) -> list[Message]:
+        # A read first, so that an idle poll never takes the write lock.
+        (due,) = self._connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE state = 'pending'"
+            " AND next_attempt_at <= ?)",
+            (now,),
+        ).fetchone()
+        return self._transaction(_claim_due, now, limit, per_target) if due else []
 
     async def mark_delivered(self, message_id: str, now: float) -> bool:
         return await self._changed(

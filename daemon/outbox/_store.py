@@ -1,8 +1,11 @@
 """The outbox's message record and the narrow storage interface behind it.
 
-The delivery worker talks to storage only through :class:`Store`, so that a
-PostgreSQL store (several daemons sharing one outbox) can follow the SQLite
-one. Every time a store needs is passed in by the caller; stores keep no clock.
+The outbox talks to storage only through :class:`Store`, so that a
+PostgreSQL store (several machines sharing one outbox) can follow the SQLite
+one. Several processes may use one store at once: all of them add messages and
+read, exactly one of them (the deliverer) claims, records outcomes, recovers
+and prunes. Every time a store needs is passed in by the caller; stores keep
+no clock.
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ class Store(Protocol):
 
         Oldest due first. ``per_target`` caps how many messages of one target
         may be ``delivering`` at once, counting those claimed earlier. Each
-        claimed message's ``attempts`` is incremented. (PostgreSQL: ``SELECT ...
-        FOR UPDATE SKIP LOCKED``; SQLite: one write transaction.)
+        claimed message's ``attempts`` is incremented. Safe against concurrent
+        claims and adds from other processes. (PostgreSQL: ``SELECT ... FOR
+        UPDATE SKIP LOCKED``; SQLite: one ``BEGIN IMMEDIATE`` transaction.)
         """
         ...
 
@@ -128,8 +132,10 @@ class Store(Protocol):
     async def recover(self) -> int:
         """Move every ``delivering`` message back to ``pending``; return how many.
 
-        Run once at start-up, before any claim: a delivery that was in flight
-        when the process stopped is tried again (at-least-once).
+        Run once at start-up of the one deliverer, before any claim: a
+        delivery that was in flight when it stopped is tried again
+        (at-least-once). Never from an accept-only process: it would reset the
+        running deliverer's deliveries, which would then be made twice.
         """
         ...
 

@@ -301,7 +301,15 @@ class TestRestart:
 
         target = Target()
         async with await SqliteStore.open(path) as store, trio.open_nursery() as nursery:
-            outbox = await start(nursery, store, await Spool.open(spool.directory), target)
+            # Ages 0: every orphan counts as old (the age rules are in test_processes.py).
+            outbox = await start(
+                nursery,
+                store,
+                await Spool.open(spool.directory),
+                target,
+                incoming_max_age=0.0,
+                body_max_age=0.0,
+            )
             await outbox.wait_idle()
             nursery.cancel_scope.cancel()
             assert await store.counts() == {**NO_MESSAGES, DELIVERED: 2}

@@ -87,15 +87,6 @@ class TestBodies:
         await spool.discard("m1")
         assert files(spool.bodies) == []
 
-    async def test_orphans_are_removed_and_kept_bodies_stay(self, spool: Spool) -> None:
-        """Bodies without a message, and leftovers of interrupted writes, go."""
-        for message_id in ("keep", "orphan"):
-            await spool.store_bytes(message_id, b"x")
-        (spool.incoming / "leftover.part").write_bytes(b"half")
-        assert await spool.remove_orphans({"keep", "unknown"}) == 2
-        assert files(spool.bodies) == ["keep"]
-        assert files(spool.incoming) == []
-
 
 class TestRefusedWrites:
     async def test_write_refused_midway_leaves_no_file(self, spool: Spool) -> None:

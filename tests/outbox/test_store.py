@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from daemon.exceptions import OutboxUnavailable
 from daemon.outbox import Message, MessageState, SqliteStore, new_message_id
@@ -181,12 +182,66 @@ class TestDurability:
         assert [m.id for m in again] == [m.id for m in claimed]
         assert [m.attempts for m in again] == [2, 2]
 
-    async def test_one_process_owns_the_file(self, store: SqliteStore) -> None:
-        """A second store on an open file is refused rather than shared."""
-        with pytest.raises(OutboxUnavailable) as caught:
-            await SqliteStore.open(store.path)
-        assert caught.value.reason == "database used by another process"
-        await store.add(message())
+    async def test_two_stores_share_one_file(self, store: SqliteStore) -> None:
+        """A second store (another process's) on an open file reads and writes it too."""
+        first = message()
+        await store.add(first)
+        async with await SqliteStore.open(store.path) as other:
+            assert await other.get(first.id) == first
+            second = message()
+            await other.add(second)
+        assert [m.id for m in await store.list()] == [first.id, second.id]
+
+    async def test_a_write_waits_for_another_writer(self, store: SqliteStore) -> None:
+        """A write blocked by another connection's transaction goes through once it ends."""
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+
+        async def commit_later() -> None:
+            await trio.sleep(0.3)  # the other process's transaction, taking its time
+            blocker.execute("COMMIT")
+
+        added = message()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commit_later)
+            started = trio.current_time()
+            await store.add(added)
+            waited = trio.current_time() - started
+        blocker.close()
+        assert waited >= 0.25
+        assert await store.get(added.id) == added
+
+    async def test_concurrent_claims_never_share_a_message(self, store: SqliteStore) -> None:
+        """Two stores on one file claiming at once (in two threads) split the messages."""
+        await add_all(store, *[message(f"svc.{n % 5}") for n in range(300)])
+        claims: list[list[str]] = [[], []]
+        async with await SqliteStore.open(store.path) as other:
+
+            async def claim_all(claimer: SqliteStore, claimed: list[str]) -> None:
+                while batch := await claimer.claim_due(100.0, 7):
+                    claimed += [m.id for m in batch]
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim_all, store, claims[0])
+                nursery.start_soon(claim_all, other, claims[1])
+        # How the two interleave is up to SQLite's lock (one may even get them all).
+        assert sorted(claims[0] + claims[1]) == sorted(m.id for m in await store.list(limit=300))
+        assert await store.counts() == {**dict.fromkeys(MessageState, 0), DELIVERING: 300}
+
+    async def test_a_lock_held_past_the_timeout_is_busy(self, tmp_path: Path) -> None:
+        """A database locked longer than ``busy_timeout`` refuses the write, and keeps nothing."""
+        path = tmp_path / "outbox.sqlite"
+        async with await SqliteStore.open(path, busy_timeout=0.1) as store:
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                with pytest.raises(OutboxUnavailable) as caught:
+                    await store.add(message())
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert caught.value.reason == "database busy"
+            assert await store.list() == []
 
     async def test_unopenable_file_is_unavailable(self, tmp_path: Path) -> None:
         """A database path inside a regular file cannot be created."""

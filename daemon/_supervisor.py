@@ -1,0 +1,238 @@
+"""Several worker processes on one port, under one supervisor: every core in use.
+
+One Trio process uses one core. With ``[server] workers = N`` (N > 1),
+``hotwire run`` becomes a supervisor: it runs the once-per-machine roles that
+need no services (the emulators), starts N workers — each a full daemon with
+its own SO_REUSEPORT socket on the same port, so the kernel spreads
+connections over them — and is the process systemd talks to:
+
+- READY=1 once every worker reported READY=1 (each worker's sd_notify goes to
+  a private socket of the supervisor);
+- WATCHDOG=1 only while every worker is alive and ready;
+- SIGHUP is forwarded to every worker (RELOADING=1, then READY=1 when all
+  are ready again); SIGTERM or SIGINT: STOPPING=1, forwarded, exit 0 when all
+  workers have drained;
+- a worker that dies is started again, after 1 s doubling to 30 s while it
+  keeps dying young.
+
+Worker 0 also runs the roles that must exist once per machine but need the
+services: scheduler jobs (and so FTP polling) and outbox delivery. Each
+worker's stdin is a pipe the supervisor holds open and never writes: when the
+supervisor dies, even by SIGKILL, the workers read end-of-file and stop, so
+no orphan keeps the port. (PR_SET_PDEATHSIG would not do: it fires when the
+*thread* that started the child exits, and Trio starts processes from
+worker threads that come and go.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from . import _systemd as systemd
+from ._config import Config
+from .connections import DropboxEndpoint, FtpEndpoint
+from .emulators import EmulatorEndpoints, run_emulators
+
+__all__ = ["Supervisor", "WorkerRole", "stop_when_orphaned"]
+
+log = structlog.get_logger(__name__)
+
+#: The supervisor hands the emulators' endpoints to its workers in this variable.
+ENDPOINTS_VARIABLE = "HOTWIRE_EMULATOR_ENDPOINTS"
+_RESTART_DELAY = (1.0, 30.0)  # first and longest wait before restarting a dead worker
+_LIVED_LONG = 60.0  # a worker up this long has its restart delay reset
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What a worker process is: its index, the count, and the emulators to use."""
+
+    index: int
+    count: int
+    endpoints: EmulatorEndpoints
+
+    @property
+    def primary(self) -> bool:
+        """Worker 0 runs the once-per-machine roles: scheduler and outbox delivery."""
+        return self.index == 0
+
+    @classmethod
+    def from_environment(cls, index: int, count: int) -> WorkerRole:
+        raw = json.loads(os.environ.get(ENDPOINTS_VARIABLE, "{}"))
+        dropbox = raw.get("dropbox")
+        ftp = raw.get("ftp")
+        return cls(
+            index,
+            count,
+            EmulatorEndpoints(
+                dropbox=DropboxEndpoint(**{**dropbox, "ca_path": Path(dropbox["ca_path"])})
+                if dropbox
+                else None,
+                ftp=FtpEndpoint(
+                    **{**ftp, "ca_path": Path(ftp["ca_path"]) if ftp["ca_path"] else None}
+                )
+                if ftp
+                else None,
+            ),
+        )
+
+
+class _Worker:
+    """One worker's process and what it last told us through its notify socket."""
+
+    def __init__(self, index: int, notify_path: Path) -> None:
+        self.index = index
+        self.notify_path = notify_path
+        self.process: trio.Process | None = None
+        self.ready = trio.Event()
+        self.status = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+
+class Supervisor:
+    """Runs ``count`` workers of the daemon configured in ``config_path``."""
+
+    def __init__(self, config: Config, config_path: Path, count: int) -> None:
+        self._config = config
+        self._config_path = config_path
+        self._count = count
+        self._stopping = False
+        self._workers: list[_Worker] = []
+
+    async def run(self) -> None:
+        """Supervise until SIGTERM or SIGINT and every worker has exited."""
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        with (
+            trio.open_signal_receiver(*signals) as received,
+            tempfile.TemporaryDirectory(prefix="hotwire-") as sockets,
+        ):
+            async with trio.open_nursery() as nursery:
+                endpoints = await nursery.start(run_emulators, self._config)
+                environment = {**os.environ, ENDPOINTS_VARIABLE: _endpoints_json(endpoints)}
+                for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"):
+                    environment.pop(name, None)  # systemd talks to the supervisor only
+                for index in range(self._count):
+                    worker = _Worker(index, Path(sockets) / f"{index}.sock")
+                    self._workers.append(worker)
+                    await nursery.start(self._listen, worker)
+                    nursery.start_soon(self._keep_running, worker, environment)
+                for worker in self._workers:
+                    await worker.ready.wait()
+                await nursery.start(systemd.Watchdog(is_healthy=self._healthy).run)
+                systemd.notify(systemd.READY, systemd.status_message(self._status()))
+                log.info("supervisor_ready", workers=self._count)
+                await self._handle_signals(received)
+                nursery.cancel_scope.cancel()
+        log.info("supervisor_stopped")
+
+    async def _handle_signals(self, received: Any) -> None:
+        async for signum in received:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                systemd.notify(systemd.reloading_message())
+                for worker in self._workers:
+                    worker.ready = trio.Event()
+                    worker.signal(signal.SIGHUP)
+                for worker in self._workers:
+                    await worker.ready.wait()
+                systemd.notify(systemd.READY, systemd.status_message(self._status()))
+                continue
+            self._stopping = True
+            systemd.notify(systemd.STOPPING, systemd.status_message("draining"))
+            for worker in self._workers:
+                worker.signal(signal.SIGTERM)
+            for worker in self._workers:
+                if worker.process is not None:
+                    await worker.process.wait()
+            return
+
+    async def _keep_running(self, worker: _Worker, environment: dict[str, str]) -> None:
+        delay = _RESTART_DELAY[0]
+        command = [
+            sys.executable, "-m", "daemon", "worker", "--config", str(self._config_path),
+            "--index", str(worker.index), "--workers", str(self._count),
+        ]  # fmt: skip
+        while not self._stopping:
+            env = {**environment, "NOTIFY_SOCKET": str(worker.notify_path)}
+            worker.process = await trio.lowlevel.open_process(
+                command, env=env, stdin=subprocess.PIPE
+            )
+            started = trio.current_time()
+            log.info("worker_started", worker=worker.index, pid=worker.process.pid)
+            code = await worker.process.wait()
+            assert worker.process.stdin is not None
+            await worker.process.stdin.aclose()
+            if self._stopping:
+                log.info("worker_stopped", worker=worker.index, code=code)
+                return
+            worker.ready = trio.Event()
+            if trio.current_time() - started > _LIVED_LONG:
+                delay = _RESTART_DELAY[0]
+            log.error("worker_died", worker=worker.index, code=code, restart_in=delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, _RESTART_DELAY[1])
+
+    async def _listen(
+        self, worker: _Worker, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Receive the worker's sd_notify datagrams."""
+        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            await sock.bind(str(worker.notify_path))
+            task_status.started()
+            while True:
+                message = (await sock.recv(4096)).decode("utf-8", "replace")
+                fields = dict(line.partition("=")[::2] for line in message.splitlines())
+                worker.status = fields.get("STATUS", worker.status)
+                if fields.get("READY") == "1":
+                    worker.ready.set()
+
+    def _healthy(self) -> bool:
+        return all(worker.alive and worker.ready.is_set() for worker in self._workers)
+
+    def _status(self) -> str:
+        return f"{self._count} workers; worker 0: {self._workers[0].status}"
+
+
+async def stop_when_orphaned(stop: Callable[[], None]) -> None:
+    """In a worker: call ``stop`` once the supervisor is gone (stdin reaches end-of-file)."""
+    async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as lifeline:
+        while await lifeline.receive_some():
+            pass
+    log.warning("supervisor_gone")
+    stop()
+
+
+def _endpoints_json(endpoints: EmulatorEndpoints) -> str:
+    def plain(value: Any) -> Any:
+        return (
+            None
+            if value is None
+            else {
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(value).items()
+            }
+        )
+
+    return json.dumps({"dropbox": plain(endpoints.dropbox), "ftp": plain(endpoints.ftp)})
