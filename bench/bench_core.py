@@ -25,6 +25,7 @@ from daemon._logging import configure_logging
 from daemon.testing import service_harness
 
 ROUND_TRIPS = 50_000
+ROUNDS = 5
 DEPLOY_SAMPLES = 30
 STEP_MS = 10
 
@@ -204,9 +205,13 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 async def run_all() -> None:
-    event_floor = await floor_event_slot(ROUND_TRIPS)
-    channel_floor = await floor_reply_channel(ROUND_TRIPS)
-    routed = await router_round_trips(ROUND_TRIPS)
+    # Best of several rounds, each alternating floor and product, so that a
+    # passing burst of load on the machine does not decide the ratio.
+    event_floor = channel_floor = routed = 0.0
+    for _ in range(ROUNDS):
+        event_floor = max(event_floor, await floor_event_slot(ROUND_TRIPS))
+        channel_floor = max(channel_floor, await floor_reply_channel(ROUND_TRIPS))
+        routed = max(routed, await router_round_trips(ROUND_TRIPS))
     faster_floor = max(event_floor, channel_floor)
     with tempfile.TemporaryDirectory() as directory:
         deploys = await deploy_latencies(Path(directory) / "deploy")

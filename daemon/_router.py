@@ -117,9 +117,11 @@ class Router:
         finally:
             if not message.done.is_set():
                 message.abandon()
-        if message.result is None:
+        if message.error is not None:
+            raise message.error
+        if message.response is None:
             raise ServiceUnavailable(f"service {name!r} was stopped before it answered")
-        return message.result.unwrap()
+        return message.response
 
     async def send(self, name: str, payload: Any = None, *, cid: str | None = None) -> str:
         """Queue a message for ``name`` without waiting for it to run; return its cid."""
@@ -141,7 +143,9 @@ class Router:
         while True:
             if self._closing:
                 raise ServiceUnavailable("the daemon is stopping")
-            actor = self.get(name)
+            actor = self._actors.get(name)
+            if actor is None:
+                raise ServiceNotFound(name)
             try:
                 await actor.put(message)
                 return
