@@ -53,6 +53,8 @@ log = structlog.get_logger(__name__)
 
 #: The supervisor hands the emulators' endpoints to its workers in this variable.
 ENDPOINTS_VARIABLE = "HOTWIRE_EMULATOR_ENDPOINTS"
+#: ... and the directory of the workers' private admin sockets in this one.
+PEERS_VARIABLE = "HOTWIRE_PEERS_DIR"
 _RESTART_DELAY = (1.0, 30.0)  # first and longest wait before restarting a dead worker
 _LIVED_LONG = 60.0  # a worker up this long has its restart delay reset
 
@@ -64,6 +66,18 @@ class WorkerRole:
     index: int
     count: int
     endpoints: EmulatorEndpoints
+    #: Where each worker's private admin socket is: ``http-<index>.sock``.
+    peers_dir: Path | None = None
+
+    def peer_socket(self, index: int) -> Path:
+        assert self.peers_dir is not None
+        return self.peers_dir / f"http-{index}.sock"
+
+    def peers(self) -> dict[int, Path]:
+        """The other workers' private admin sockets, by index."""
+        if self.peers_dir is None:
+            return {}
+        return {i: self.peer_socket(i) for i in range(self.count) if i != self.index}
 
     @property
     def primary(self) -> bool:
@@ -73,6 +87,7 @@ class WorkerRole:
     @classmethod
     def from_environment(cls, index: int, count: int) -> WorkerRole:
         raw = json.loads(os.environ.get(ENDPOINTS_VARIABLE, "{}"))
+        peers_dir = os.environ.get(PEERS_VARIABLE)
         dropbox = raw.get("dropbox")
         ftp = raw.get("ftp")
         return cls(
@@ -88,6 +103,7 @@ class WorkerRole:
                 if ftp
                 else None,
             ),
+            Path(peers_dir) if peers_dir else None,
         )
 
 
@@ -130,11 +146,15 @@ class Supervisor:
         ):
             async with trio.open_nursery() as nursery:
                 endpoints = await nursery.start(run_emulators, self._config)
-                environment = {**os.environ, ENDPOINTS_VARIABLE: _endpoints_json(endpoints)}
+                environment = {
+                    **os.environ,
+                    ENDPOINTS_VARIABLE: _endpoints_json(endpoints),
+                    PEERS_VARIABLE: sockets,
+                }
                 for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"):
                     environment.pop(name, None)  # systemd talks to the supervisor only
                 for index in range(self._count):
-                    worker = _Worker(index, Path(sockets) / f"{index}.sock")
+                    worker = _Worker(index, Path(sockets) / f"notify-{index}.sock")
                     self._workers.append(worker)
                     await nursery.start(self._listen, worker)
                     nursery.start_soon(self._keep_running, worker, environment)

@@ -31,7 +31,15 @@ from ._supervisor import WorkerRole
 from ._zato import install_zato_alias
 from .connections import Connections
 from .emulators import EmulatorEndpoints, run_emulators
-from .http import AdminContext, ChannelGateway, HotwireApp, RouteTable, admin_token, serve_http
+from .http import (
+    AdminContext,
+    ChannelGateway,
+    HotwireApp,
+    Machine,
+    RouteTable,
+    admin_token,
+    serve_http,
+)
 from .scheduler import Scheduler
 
 __all__ = ["Daemon", "main"]
@@ -163,14 +171,23 @@ async def _serve(
                     endpoints=endpoints,
                     nursery=durable,
                 )
+                token = admin_token(config) or ""
                 context = AdminContext(
                     router=router,
                     deployer=deployer,
                     gateway=gateway,
-                    token=admin_token(config) or "",
+                    token=token,
                     reloader=reloader,
                     scheduler=scheduler,
                     outbox=outbox,
+                    machine=Machine(
+                        worker=role.index if role else 0,
+                        router=router,
+                        gateway=gateway,
+                        deployer=deployer,
+                        token=token,
+                        peers=role.peers() if role else None,
+                    ),
                 )
                 urls = await serving.start(
                     functools.partial(
@@ -179,6 +196,9 @@ async def _serve(
                         config.server,
                         shutdown_trigger=shutdown.wait,
                         reuse_port=role is not None,
+                        private_socket=role.peer_socket(role.index)
+                        if role and role.peers_dir
+                        else None,
                     )
                 )
                 context.ready = True

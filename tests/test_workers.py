@@ -109,6 +109,9 @@ async def test_two_workers(tmp_path: Path) -> None:
                 await trio.sleep(0.2)  # the supervisor waits 1 s before restarting
             assert victim not in answering
 
+            # The admin API answers for the machine, whichever worker takes the request.
+            await _admin_answers_for_the_machine(url)
+
             # A durable message is delivered once, whichever worker accepted it.
             async with httpx.AsyncClient(base_url=url) as client:
                 for n in range(20):
@@ -141,3 +144,23 @@ async def _until_ready(url: str) -> None:
             except httpx.TransportError:
                 pass
             await trio.sleep(0.05)
+
+
+async def _admin_answers_for_the_machine(url: str) -> None:
+    headers = {"Authorization": "Bearer t"}
+
+    async def get(path: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=url, headers=headers) as client:  # a new connection
+            return await client.get(path)
+
+    before = (await get("/admin/services/who")).json()["invocations"]
+    await pids_answering(url, 30)
+    for _ in range(6):
+        assert (await get("/admin/services/who")).json()["invocations"] == before + 30
+        metrics = (await get("/metrics")).text
+        assert f'hotwire_service_invocations_total{{service="who"}} {before + 30}.0' in metrics
+        deployments = (await get("/admin/deployments")).json()
+        assert sorted(w["worker"] for w in deployments["workers"]) == [0, 1]
+        assert all(w["files"][0]["status"] == "deployed" for w in deployments["workers"])
+        jobs = await get("/admin/scheduler/jobs")
+        assert jobs.status_code == 200 and jobs.json()["jobs"][0]["spec"]["name"] == "tick"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._admin import AdminContext, create_admin_app
 from ._body import RequestBody
 from ._channels import ChannelGateway
+from ._machine import Machine
 from ._request import Headers, HttpRequest
 from ._routes import RouteTable
 from ._server import HotwireApp, serve_http
@@ -16,6 +17,7 @@ __all__ = [
     "Headers",
     "HotwireApp",
     "HttpRequest",
+    "Machine",
     "RequestBody",
     "RouteTable",
     "admin_token",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+from collections import Counter
 from typing import Any
 
 import structlog
@@ -20,7 +21,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .._actor import Message
+from .._actor import Message, ServiceStats
 from .._config import RestChannel
 from .._router import new_cid
 from .._version import __version__
@@ -29,6 +30,7 @@ from ._admin_base import AdminContext, Routes, json_error, json_response, read_j
 from ._admin_jobs import add_job_routes
 from ._admin_outbox import add_outbox_routes
 from ._channels import status_for
+from ._machine import merge_stats
 from ._metrics import CONTENT_TYPE, OutboxFigures, metrics_text
 
 __all__ = ["AdminContext", "create_admin_app"]
@@ -70,17 +72,23 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
         status = 200 if context.ready else 503
         return json_response({"ready": context.ready}, status)
 
-    @routes.add("GET", "/admin/services", "Deployed services with their counters.")
+    @routes.add("GET", "/admin/services", "Deployed services, counters of all workers.")
     async def services() -> Response:
-        return json_response(
-            {"services": [_service(context, name) for name in context.router.names()]}
-        )
+        figures, missing = await context.machine.figures()
+        stats = merge_stats(figures)
+        listed = [_service(context, name, stats) for name in context.router.names()]
+        return json_response({"services": listed, "workers": len(figures), "missing": missing})
 
     @routes.add("GET", "/admin/services/{name}", "One service: counters, mean and p99 latency.")
     async def service(name: str) -> Response:
         if name not in context.router:
             return json_error(404, f"no service named {name!r} is deployed")
-        return json_response(_service(context, name))
+        figures, missing = await context.machine.figures()
+        return json_response({**_service(context, name, merge_stats(figures)), "missing": missing})
+
+    @routes.add("GET", "/admin/internal/figures", "This worker's own counters (for its peers).")
+    async def own_figures() -> Response:
+        return json_response(context.machine.local().to_json())
 
     @routes.add("POST", "/admin/services/{name}/invoke", "Invoke a service with a JSON payload.")
     async def invoke(name: str) -> Response:
@@ -104,7 +112,15 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
 
     @routes.add("GET", "/admin/deployments", "Per service file: status, services, errors.")
     async def deployments() -> Response:
-        return json_response({"files": [state.to_json() for state in context.deployer.states()]})
+        figures, missing = await context.machine.figures()
+        return json_response(
+            {
+                "files": figures[0].deployments,
+                # With several workers a change is deployed once every worker has it.
+                "workers": [{"worker": f.worker, "files": f.deployments} for f in figures],
+                "missing": missing,
+            }
+        )
 
     @routes.add("GET", "/admin/channels", "REST channels (credentials shown as set).")
     async def channels() -> Response:
@@ -149,14 +165,19 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
     @routes.add("GET", "/metrics", "Prometheus metrics.", public=True)
     async def metrics() -> Response:
         outbox = context.outbox.outbox
-        figures = OutboxFigures(await outbox.counts(), outbox.stats)
-        text = metrics_text(context.router, context.gateway, figures)
+        workers, _ = await context.machine.figures()
+        requests: Counter[tuple[str, int]] = Counter()
+        for worker in workers:
+            requests.update(worker.requests)
+        text = metrics_text(
+            merge_stats(workers), requests, OutboxFigures(await outbox.counts(), outbox.stats)
+        )
         return Response(text, content_type=CONTENT_TYPE)
 
     return app
 
 
-def _service(context: AdminContext, name: str) -> dict[str, Any]:
+def _service(context: AdminContext, name: str, stats: dict[str, ServiceStats]) -> dict[str, Any]:
     actor = context.router.get(name)
     owner = next((s.path.name for s in context.deployer.states() if name in s.services), None)
     return {
@@ -166,7 +187,8 @@ def _service(context: AdminContext, name: str) -> dict[str, Any]:
         "concurrency": actor.service.concurrency,
         "mailbox": actor.service.mailbox,
         "queued": actor.queued,
-        **actor.stats.summary(),
+        # queued: this worker's mailbox; the counters: every worker's.
+        **stats.get(name, actor.stats).summary(),
     }
 
 

@@ -19,6 +19,7 @@ from .._router import Router
 from ..scheduler import Scheduler
 from ._channels import ChannelGateway
 from ._errors import error_document
+from ._machine import Machine
 
 if TYPE_CHECKING:
     from .._durable import DurableOutbox
@@ -41,6 +42,8 @@ class AdminContext:
     #: None in workers other than worker 0, which alone runs jobs.
     scheduler: Scheduler | None
     outbox: DurableOutbox
+    #: This worker and its peers, for answers about the whole machine.
+    machine: Machine
     ready: bool = False
     routes: list[dict[str, Any]] = field(default_factory=list)
 

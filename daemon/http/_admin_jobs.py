@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from quart import Response
+from quart import Response, request
 
 from ..exceptions import ConfigError, JobConflict, JobNotFound
 from ..scheduler import JobSpec
@@ -50,6 +50,21 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
     async def run_job(name: str) -> Response:
         return await _job_call("run_now", name)
 
+    async def _forward_to_worker_0() -> Response:
+        """Jobs live in worker 0: hand it the request as it came."""
+        if 0 not in context.machine.peers:
+            return json_error(503, "scheduler jobs run in worker 0, which cannot be reached")
+        body = await request.get_data(as_text=False)
+        answer = await context.machine.request(
+            0,
+            request.method,
+            request.path,
+            content=body if isinstance(body, bytes) else body.encode(),
+            query=request.query_string.decode(),
+            timeout=None,  # run-now waits for the job
+        )
+        return Response(answer.content, status=answer.status_code, content_type="application/json")
+
     async def _job_spec(name: str | None = None) -> JobSpec | Response:
         data, refused = await read_json()
         if refused is not None:
@@ -67,7 +82,7 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
         if isinstance(argument, Response):
             return argument  # the request was already refused
         if context.scheduler is None:
-            return json_error(503, "scheduler jobs run in worker 0; this worker has none")
+            return await _forward_to_worker_0()
         method = getattr(context.scheduler, action)
         try:
             result = method() if argument is None else method(argument)

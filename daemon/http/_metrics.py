@@ -1,7 +1,8 @@
 """``/metrics``: the daemon's counters in Prometheus text format.
 
 A custom collector reads the counters the router and the channels already
-keep, at scrape time, so the request path does no extra bookkeeping.
+keep, at scrape time, so the request path does no extra bookkeeping; with
+several workers, their counters added up (see `_machine`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .._actor import LATENCY_BUCKETS
-from .._router import Router
+from .._actor import LATENCY_BUCKETS, ServiceStats
 from ..outbox import OutboxStats
-from ._channels import ChannelGateway
 
 __all__ = ["CONTENT_TYPE", "OutboxFigures", "metrics_text"]
 
@@ -32,10 +31,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class _DaemonCollector(Collector):
     def __init__(
-        self, router: Router, gateway: ChannelGateway, outbox: OutboxFigures | None
+        self,
+        stats: Mapping[str, ServiceStats],
+        requests: Mapping[tuple[str, int], int],
+        outbox: OutboxFigures | None,
     ) -> None:
-        self._router = router
-        self._gateway = gateway
+        self._stats = stats
+        self._requests = requests
         self._outbox = outbox
 
     def collect(self) -> Iterator[Metric]:
@@ -50,7 +52,7 @@ class _DaemonCollector(Collector):
             "Time from a worker taking a message to its answer.",
             labels=["service"],
         )
-        for name, stats in sorted(self._router.all_stats().items()):
+        for name, stats in sorted(self._stats.items()):
             invocations.add_metric([name], stats.invocations)
             errors.add_metric([name], stats.errors)
             bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
@@ -63,7 +65,7 @@ class _DaemonCollector(Collector):
             "REST channel answers by status.",
             labels=["channel", "status"],
         )
-        for (channel, status), count in sorted(self._gateway.requests.items()):
+        for (channel, status), count in sorted(self._requests.items()):
             requests.add_metric([channel, str(status)], count)
         yield from (invocations, errors, latency, requests)
         if self._outbox is not None:
@@ -97,9 +99,11 @@ class OutboxFigures:
 
 
 def metrics_text(
-    router: Router, gateway: ChannelGateway, outbox: OutboxFigures | None = None
+    stats: Mapping[str, ServiceStats],
+    requests: Mapping[tuple[str, int], int],
+    outbox: OutboxFigures | None = None,
 ) -> bytes:
-    """The current metrics in Prometheus' text exposition format."""
+    """Service counters, channel answers and the outbox in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_DaemonCollector(router, gateway, outbox))
+    registry.register(_DaemonCollector(stats, requests, outbox))
     return generate_latest(registry)

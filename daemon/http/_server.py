@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import hypercorn.config
@@ -62,19 +63,22 @@ async def serve_http(
     *,
     shutdown_trigger: Callable[[], Awaitable[Any]],
     reuse_port: bool = False,
+    private_socket: Path | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns and in-flight requests drain.
 
-    ``reuse_port`` binds with SO_REUSEPORT, for several workers on one port.
+    ``reuse_port`` binds with SO_REUSEPORT, for several workers on one port;
+    ``private_socket`` also serves on that Unix socket, where peers ask.
     ``nursery.start`` returns the URLs listened on (the real port when 0 was asked).
     """
     config = hypercorn_config(server)
     sockets = None
     if reuse_port:
-        sockets = Sockets(
-            secure_sockets=[], insecure_sockets=[_reuse_port_socket(server)], quic_sockets=[]
-        )
+        listening = [_reuse_port_socket(server)]
+        if private_socket is not None:
+            listening.append(_unix_socket(private_socket))
+        sockets = Sockets(secure_sockets=[], insecure_sockets=listening, quic_sockets=[])
     await select_serve(server.fast_transport)(
         app,
         config,
@@ -82,6 +86,15 @@ async def serve_http(
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket only this user can reach (the directory is private)."""
+    path.unlink(missing_ok=True)  # left by a worker that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(hypercorn.config.Config.backlog)
+    return sock
 
 
 def _reuse_port_socket(server: ServerConfig) -> socket.socket:

@@ -1,0 +1,156 @@
+"""The whole machine's view for the admin API, whichever worker a request lands on.
+
+With several workers each keeps its own counters. Every worker also listens
+on a private Unix socket (``<peers>/http-<index>.sock``, in the supervisor's
+private directory); a worker answering ``/admin/services``, ``/metrics`` or
+``/admin/deployments`` asks the others for their figures there and adds them
+up (p99 over the workers' recent latencies together), and a worker without
+the scheduler forwards ``/admin/scheduler/...`` to worker 0. One process
+alone is its own machine. A worker that does not answer within a second is
+left out and named in ``missing``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from .._actor import ServiceStats
+from .._deployer import Deployer
+from .._router import Router
+from ._channels import ChannelGateway
+
+__all__ = ["Machine", "WorkerFigures", "merge_stats"]
+
+log = structlog.get_logger(__name__)
+
+_PEER_TIMEOUT = 1.0
+
+
+@dataclass
+class WorkerFigures:
+    """One worker's counters and deployments."""
+
+    worker: int
+    pid: int
+    stats: dict[str, ServiceStats]
+    requests: Counter[tuple[str, int]]
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "pid": self.pid,
+            "stats": {
+                name: {
+                    "invocations": s.invocations,
+                    "errors": s.errors,
+                    "total_seconds": s.total_seconds,
+                    "buckets": s.buckets,
+                    "recent": list(s.recent),
+                }
+                for name, s in self.stats.items()
+            },
+            "requests": [[path, status, count] for (path, status), count in self.requests.items()],
+            "deployments": self.deployments,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkerFigures:
+        stats = {}
+        for name, raw in data["stats"].items():
+            stats[name] = ServiceStats(
+                invocations=raw["invocations"],
+                errors=raw["errors"],
+                total_seconds=raw["total_seconds"],
+                buckets=list(raw["buckets"]),
+            )
+            stats[name].recent.extend(raw["recent"])
+        requests = Counter({(path, status): count for path, status, count in data["requests"]})
+        return cls(data["worker"], data["pid"], stats, requests, data["deployments"])
+
+
+def merge_stats(figures: list[WorkerFigures]) -> dict[str, ServiceStats]:
+    """Every worker's counters added up per service name."""
+    merged: dict[str, ServiceStats] = {}
+    for worker in figures:
+        for name, stats in worker.stats.items():
+            total = merged.setdefault(name, ServiceStats())
+            total.invocations += stats.invocations
+            total.errors += stats.errors
+            total.total_seconds += stats.total_seconds
+            total.buckets = [a + b for a, b in zip(total.buckets, stats.buckets, strict=True)]
+            total.recent = type(total.recent)(
+                [*total.recent, *stats.recent], maxlen=len(figures) * 1024
+            )
+    return merged
+
+
+class Machine:
+    """This worker plus its peers; ``peers`` maps worker index to its private socket."""
+
+    def __init__(
+        self,
+        *,
+        worker: int,
+        router: Router,
+        gateway: ChannelGateway,
+        deployer: Deployer,
+        token: str,
+        peers: Mapping[int, Path] | None = None,
+    ) -> None:
+        self.worker = worker
+        self.peers = dict(peers or {})
+        self._router = router
+        self._gateway = gateway
+        self._deployer = deployer
+        self._token = token
+
+    def local(self) -> WorkerFigures:
+        return WorkerFigures(
+            self.worker,
+            os.getpid(),
+            self._router.all_stats(),
+            Counter(self._gateway.requests),
+            [state.to_json() for state in self._deployer.states()],
+        )
+
+    async def figures(self) -> tuple[list[WorkerFigures], list[int]]:
+        """Every worker's figures, this one's first; and the workers that did not answer."""
+        found, missing = [self.local()], []
+        for index in sorted(self.peers):
+            try:
+                response = await self.request(index, "GET", "/admin/internal/figures")
+                response.raise_for_status()
+                found.append(WorkerFigures.from_json(response.json()))
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                log.warning("worker_figures_missing", worker=index, error=str(exc))
+                missing.append(index)
+        return found, missing
+
+    async def request(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        *,
+        content: bytes = b"",
+        query: str = "",
+        timeout: float | None = _PEER_TIMEOUT,
+    ) -> httpx.Response:
+        """Send an admin request to worker ``index`` over its private socket."""
+        transport = httpx.AsyncHTTPTransport(uds=str(self.peers[index]))
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            return await client.request(
+                method,
+                f"http://worker{index}{path}" + (f"?{query}" if query else ""),
+                content=content,
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
