@@ -8,6 +8,7 @@ config file's directory. Secret references are resolved at load time into
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -94,14 +95,17 @@ class ServerConfig:
     #: hypercorn's trio worker with Hotwire's faster connection glue (about 2x the
     #: small requests per second); false uses hypercorn's own. See http/_fast_transport.
     fast_transport: bool = True
-    #: Worker processes sharing the port (SO_REUSEPORT) under a supervisor.
-    #: 1 runs a single process. More needs the admin API to answer for every
-    #: worker, which is not built yet (see README): keep 1 for production.
-    workers: int = 1
+    #: Worker processes sharing the port (SO_REUSEPORT) under a supervisor;
+    #: ``"auto"``: one per core. 1 runs the daemon as a single process.
+    workers: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.workers <= 64:
-            raise ValueError(f"workers: expected 1 to 64, got {self.workers}")
+        if self.workers != "auto" and not 1 <= self.workers <= 64:
+            raise ValueError(f"workers: expected 1 to 64 or 'auto', got {self.workers}")
+
+    def worker_count(self) -> int:
+        """How many worker processes to run: ``workers``, or the number of cores."""
+        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,12 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     emulators: EmulatorsConfig = field(default_factory=EmulatorsConfig)
     source: Path = field(default=Path("<memory>"), init=False, compare=False)
+
+    def with_server(self, **changes: Any) -> Config:
+        """A copy with some ``[server]`` settings changed; the source file is kept."""
+        config = dataclasses.replace(self, server=dataclasses.replace(self.server, **changes))
+        object.__setattr__(config, "source", self.source)
+        return config
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, source: Path) -> Config:

@@ -26,6 +26,7 @@ worker threads that come and go.)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,7 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from . import _systemd as systemd
 from ._config import Config
 from .connections import DropboxEndpoint, FtpEndpoint
 from .emulators import EmulatorEndpoints, run_emulators
+from .http import admin_token
 
 __all__ = ["Supervisor", "WorkerRole", "stop_when_orphaned"]
 
@@ -55,8 +57,11 @@ log = structlog.get_logger(__name__)
 ENDPOINTS_VARIABLE = "HOTWIRE_EMULATOR_ENDPOINTS"
 #: ... and the directory of the workers' private admin sockets in this one.
 PEERS_VARIABLE = "HOTWIRE_PEERS_DIR"
+#: ... and the port, when the configuration asks for any free one (port 0).
+PORT_VARIABLE = "HOTWIRE_PORT"
 _RESTART_DELAY = (1.0, 30.0)  # first and longest wait before restarting a dead worker
 _LIVED_LONG = 60.0  # a worker up this long has its restart delay reset
+_RELOAD_TIMEOUT = 30.0  # a reload not confirmed by every worker by then is reported
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class WorkerRole:
     endpoints: EmulatorEndpoints
     #: Where each worker's private admin socket is: ``http-<index>.sock``.
     peers_dir: Path | None = None
+    #: The port the supervisor chose when the configuration says 0.
+    port: int | None = None
 
     def peer_socket(self, index: int) -> Path:
         assert self.peers_dir is not None
@@ -88,6 +95,7 @@ class WorkerRole:
     def from_environment(cls, index: int, count: int) -> WorkerRole:
         raw = json.loads(os.environ.get(ENDPOINTS_VARIABLE, "{}"))
         peers_dir = os.environ.get(PEERS_VARIABLE)
+        port = os.environ.get(PORT_VARIABLE)
         dropbox = raw.get("dropbox")
         ftp = raw.get("ftp")
         return cls(
@@ -104,6 +112,7 @@ class WorkerRole:
                 else None,
             ),
             Path(peers_dir) if peers_dir else None,
+            int(port) if port else None,
         )
 
 
@@ -143,14 +152,19 @@ class Supervisor:
         with (
             trio.open_signal_receiver(*signals) as received,
             tempfile.TemporaryDirectory(prefix="hotwire-") as sockets,
+            _reserved_port(self._config) as port,
         ):
             async with trio.open_nursery() as nursery:
+                # Once-per-machine things that need no services: made here, once.
+                await trio.to_thread.run_sync(admin_token, self._config)
                 endpoints = await nursery.start(run_emulators, self._config)
                 environment = {
                     **os.environ,
                     ENDPOINTS_VARIABLE: _endpoints_json(endpoints),
                     PEERS_VARIABLE: sockets,
                 }
+                if port is not None:
+                    environment[PORT_VARIABLE] = str(port)
                 for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"):
                     environment.pop(name, None)  # systemd talks to the supervisor only
                 for index in range(self._count):
@@ -163,21 +177,16 @@ class Supervisor:
                 await nursery.start(systemd.Watchdog(is_healthy=self._healthy).run)
                 systemd.notify(systemd.READY, systemd.status_message(self._status()))
                 log.info("supervisor_ready", workers=self._count)
-                await self._handle_signals(received)
+                await self._handle_signals(received, nursery)
                 nursery.cancel_scope.cancel()
         log.info("supervisor_stopped")
 
-    async def _handle_signals(self, received: Any) -> None:
+    async def _handle_signals(self, received: Any, nursery: trio.Nursery) -> None:
         async for signum in received:
             log.info("signal_received", signal=signal.Signals(signum).name)
             if signum == signal.SIGHUP:
-                systemd.notify(systemd.reloading_message())
-                for worker in self._workers:
-                    worker.ready = trio.Event()
-                    worker.signal(signal.SIGHUP)
-                for worker in self._workers:
-                    await worker.ready.wait()
-                systemd.notify(systemd.READY, systemd.status_message(self._status()))
+                # In the background: a SIGTERM must be obeyed even mid-reload.
+                nursery.start_soon(self._reload_all)
                 continue
             self._stopping = True
             systemd.notify(systemd.STOPPING, systemd.status_message("draining"))
@@ -187,6 +196,19 @@ class Supervisor:
                 if worker.process is not None:
                     await worker.process.wait()
             return
+
+    async def _reload_all(self) -> None:
+        """Forward SIGHUP; READY=1 once every worker has reported ready again."""
+        systemd.notify(systemd.reloading_message())
+        for worker in self._workers:
+            worker.ready = trio.Event()
+            worker.signal(signal.SIGHUP)
+        with trio.move_on_after(_RELOAD_TIMEOUT) as waiting:
+            for worker in self._workers:
+                await worker.ready.wait()
+        if waiting.cancelled_caught:
+            log.error("workers_not_ready_after_reload", timeout=_RELOAD_TIMEOUT)
+        systemd.notify(systemd.READY, systemd.status_message(self._status()))
 
     async def _keep_running(self, worker: _Worker, environment: dict[str, str]) -> None:
         delay = _RESTART_DELAY[0]
@@ -233,6 +255,24 @@ class Supervisor:
 
     def _status(self) -> str:
         return f"{self._count} workers; worker 0: {self._workers[0].status}"
+
+
+@contextlib.contextmanager
+def _reserved_port(config: Config) -> Iterator[int | None]:
+    """For ``port = 0``: a free port, held by a bound socket that never listens.
+
+    Every worker must bind the same port; the held socket (SO_REUSEPORT, like
+    theirs) keeps another program from taking it meanwhile.
+    """
+    if config.server.port != 0:
+        yield None
+        return
+    family = socket.AF_INET6 if ":" in config.server.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((config.server.host, 0))
+        yield int(holder.getsockname()[1])
 
 
 async def stop_when_orphaned(stop: Callable[[], None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -101,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    if config.server.workers > 1:
-        supervisor = Supervisor(config, config.source, config.server.workers)
+    # Under socket activation systemd holds the one listening socket: one process.
+    count = 1 if os.environ.get("LISTEN_FDS") else config.server.worker_count()
+    if count > 1:
+        supervisor = Supervisor(config, config.source, count)
         trio.run(supervisor.run)
     else:
         trio.run(_serve_until_signalled, config, None)

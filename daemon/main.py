@@ -92,6 +92,8 @@ async def main(
     """
     started = time.perf_counter()
     shutdown = shutdown if shutdown is not None else trio.Event()
+    if role is not None and role.port is not None:
+        config = config.with_server(port=role.port)
     install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
     async with trio.open_nursery() as peers:

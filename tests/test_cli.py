@@ -18,7 +18,7 @@ HOTWIRE = [sys.executable, "-m", "daemon"]
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "hotwire.toml"
     path.write_text(
-        '[server]\nport = 0\n[paths]\nservices = "services"\nstate = "state"\n'
+        '[server]\nport = 0\nworkers = 1\n[paths]\nservices = "services"\nstate = "state"\n'
         '[log]\nformat = "json"\n'
     )
     (tmp_path / "services").mkdir()

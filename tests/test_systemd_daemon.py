@@ -33,11 +33,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(root: Path, port: int, channels: list[str]) -> Path:
+def write_config(root: Path, port: int, channels: list[str], workers: int = 1) -> Path:
     (root / "services").mkdir(exist_ok=True)
     (root / "services" / "hello.py").write_text(SERVICE)
     text = (
-        f'[server]\nport = {port}\n[paths]\nservices = "services"\nstate = "state"\n'
+        f"[server]\nport = {port}\nworkers = {workers}\n"
+        '[paths]\nservices = "services"\nstate = "state"\n'
         '[admin]\ntoken = "t"\n'
     )
     for path in channels:
@@ -69,49 +70,56 @@ async def notifications(tmp_path: Path) -> AsyncIterator[Notifications]:
         yield Notifications(sock)
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "supervisor-and-2-workers"])
 async def test_notify_watchdog_reload_and_stop(
-    tmp_path: Path, notifications: Notifications
+    tmp_path: Path, notifications: Notifications, workers: int
 ) -> None:
     """READY=1, pings at half WATCHDOG_USEC, RELOADING=1 + READY=1 on SIGHUP, STOPPING=1, exit 0."""
     port = free_port()
-    config = write_config(tmp_path, port, ["/api/a"])
+    config = write_config(tmp_path, port, ["/api/a"], workers)
+    status = "READY=1\nSTATUS=" + ("" if workers == 1 else "2 workers; worker 0: ")
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     with (tmp_path / "daemon.log").open("wb") as log:
         process = await trio.lowlevel.open_process(
             [*HOTWIRE, "--config", str(config)], env=env, stdout=log
         )
     url = f"http://127.0.0.1:{port}"
-    with trio.fail_after(30):
-        ready = await notifications.next()
-        assert ready.startswith("READY=1\nSTATUS=serving 1 services, 1 channels")
-        pings = []
-        while len(pings) < 4:
-            if await notifications.next(skip_watchdog=False) == "WATCHDOG=1":
-                pings.append(notifications.seen[-1][0])
-        gaps = [b - a for a, b in itertools.pairwise(pings)]
-        assert all(0.12 < gap < 0.4 for gap in gaps), gaps
+    try:
+        with trio.fail_after(30):
+            ready = await notifications.next()
+            assert ready.startswith(status + "serving 1 services, 1 channels")
+            pings = []
+            while len(pings) < 4:
+                if await notifications.next(skip_watchdog=False) == "WATCHDOG=1":
+                    pings.append(notifications.seen[-1][0])
+            gaps = [b - a for a, b in itertools.pairwise(pings)]
+            assert all(0.12 < gap < 0.4 for gap in gaps), gaps
 
-        write_config(tmp_path, port, ["/api/a", "/api/b"])
-        process.send_signal(signal.SIGHUP)
-        reloading = await notifications.next()
-        assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
-        assert (await notifications.next()).startswith(
-            "READY=1\nSTATUS=serving 1 services, 2 channels"
-        )
-        async with httpx.AsyncClient(base_url=url) as client:
-            assert (await client.get("/api/b")).json() == {"hello": "/api/b"}
-
-            config.write_text(config.read_text() + "\n[server]\nport = 'broken'\n")
+            write_config(tmp_path, port, ["/api/a", "/api/b"], workers)
             process.send_signal(signal.SIGHUP)
-            assert (await notifications.next()).startswith("RELOADING=1")
-            failed = await notifications.next()
-            assert failed.startswith("READY=1\nSTATUS=reload failed:")
-            assert "hotwire.toml" in failed
-            assert (await client.get("/api/b")).status_code == 200
+            reloading = await notifications.next()
+            assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
+            assert (await notifications.next()).startswith(
+                status + "serving 1 services, 2 channels"
+            )
+            async with httpx.AsyncClient(base_url=url) as client:
+                assert (await client.get("/api/b")).json() == {"hello": "/api/b"}
 
-        process.send_signal(signal.SIGTERM)
-        assert (await notifications.next()).startswith("STOPPING=1")
-        assert await process.wait() == 0
+                config.write_text(config.read_text() + "\n[server]\nport = 'broken'\n")
+                process.send_signal(signal.SIGHUP)
+                assert (await notifications.next()).startswith("RELOADING=1")
+                failed = await notifications.next()
+                assert failed.startswith(status + "reload failed:")
+                assert "hotwire.toml" in failed
+                assert (await client.get("/api/b")).status_code == 200
+
+            process.send_signal(signal.SIGTERM)
+            assert (await notifications.next()).startswith("STOPPING=1")
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:  # a failed test leaves no daemon behind
+            process.kill()
+            await process.wait()
     assert "config_reload_failed" in (tmp_path / "daemon.log").read_text()
 
 

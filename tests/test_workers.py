@@ -164,3 +164,6 @@ async def _admin_answers_for_the_machine(url: str) -> None:
         assert all(w["files"][0]["status"] == "deployed" for w in deployments["workers"])
         jobs = await get("/admin/scheduler/jobs")
         assert jobs.status_code == 200 and jobs.json()["jobs"][0]["spec"]["name"] == "tick"
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+        reloaded = await client.post("/admin/reload")
+    assert reloaded.status_code == 200 and reloaded.json()["missing"] == []  # both workers

@@ -30,7 +30,7 @@ from ._admin_base import AdminContext, Routes, json_error, json_response, read_j
 from ._admin_jobs import add_job_routes
 from ._admin_outbox import add_outbox_routes
 from ._channels import status_for
-from ._machine import merge_stats
+from ._machine import FORWARDED_HEADER, merge_stats
 from ._metrics import CONTENT_TYPE, OutboxFigures, metrics_text
 
 __all__ = ["AdminContext", "create_admin_app"]
@@ -146,14 +146,16 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
             )
         except LookupError as exc:
             return json_error(404, str(exc))
-        return json_response({"kind": kind, "name": name, "secret": "set"})
+        missing = await _pass_on(context)
+        return json_response({"kind": kind, "name": name, "secret": "set", "missing": missing})
 
     @routes.add("POST", "/admin/reload", "Re-read the configuration file; apply channels now.")
     async def reload() -> Response:
         try:
-            return json_response(await context.reloader.reload())
+            result = await context.reloader.reload()
         except ConfigError as exc:
             return json_error(400, str(exc))
+        return json_response({**result, "missing": await _pass_on(context)})
 
     add_job_routes(routes, context)
     add_outbox_routes(routes, context)
@@ -175,6 +177,15 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
         return Response(text, content_type=CONTENT_TYPE)
 
     return app
+
+
+async def _pass_on(context: AdminContext) -> list[int]:
+    """Apply this request on the other workers too, unless it came from one of them."""
+    if FORWARDED_HEADER in request.headers:
+        return []
+    body = await request.get_data(as_text=False)
+    content = body if isinstance(body, bytes) else body.encode()
+    return await context.machine.broadcast(request.method, request.path, content)
 
 
 def _service(context: AdminContext, name: str, stats: dict[str, ServiceStats]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ on a private Unix socket (``<peers>/http-<index>.sock``, in the supervisor's
 private directory); a worker answering ``/admin/services``, ``/metrics`` or
 ``/admin/deployments`` asks the others for their figures there and adds them
 up (p99 over the workers' recent latencies together), and a worker without
-the scheduler forwards ``/admin/scheduler/...`` to worker 0. One process
+the scheduler forwards ``/admin/scheduler/...`` to worker 0; a reload or a
+changed secret is passed on to every worker. One process
 alone is its own machine. A worker that does not answer within a second is
 left out and named in ``missing``.
 """
@@ -27,11 +28,13 @@ from .._deployer import Deployer
 from .._router import Router
 from ._channels import ChannelGateway
 
-__all__ = ["Machine", "WorkerFigures", "merge_stats"]
+__all__ = ["FORWARDED_HEADER", "Machine", "WorkerFigures", "merge_stats"]
 
 log = structlog.get_logger(__name__)
 
 _PEER_TIMEOUT = 1.0
+#: On a request one worker passes on to the others: apply, do not pass on again.
+FORWARDED_HEADER = "X-Hotwire-Forwarded"
 
 
 @dataclass
@@ -144,13 +147,34 @@ class Machine:
         content: bytes = b"",
         query: str = "",
         timeout: float | None = _PEER_TIMEOUT,
+        forwarded: bool = False,
     ) -> httpx.Response:
-        """Send an admin request to worker ``index`` over its private socket."""
+        """Send an admin request to worker ``index`` over its private socket.
+
+        ``forwarded`` marks a change the receiver must apply but not pass on.
+        """
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if forwarded:
+            headers[FORWARDED_HEADER] = "1"
         transport = httpx.AsyncHTTPTransport(uds=str(self.peers[index]))
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             return await client.request(
                 method,
                 f"http://worker{index}{path}" + (f"?{query}" if query else ""),
                 content=content,
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers=headers,
             )
+
+    async def broadcast(self, method: str, path: str, content: bytes) -> list[int]:
+        """Apply a change made on this worker on every other one; the workers that failed."""
+        failed = []
+        for index in sorted(self.peers):
+            try:
+                answer = await self.request(
+                    index, method, path, content=content, timeout=30, forwarded=True
+                )
+                answer.raise_for_status()
+            except httpx.HTTPError as exc:
+                log.error("worker_change_failed", worker=index, path=path, error=str(exc))
+                failed.append(index)
+        return failed

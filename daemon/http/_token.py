@@ -37,7 +37,10 @@ def admin_token(config: Config, *, create: bool = True) -> str | None:
             return None
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it a moment ago
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as file:
         file.write(token + "\n")
     log.info("admin_token_generated", path=str(path))

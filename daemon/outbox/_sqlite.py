@@ -41,6 +41,7 @@ started always finishes and is reported.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import sqlite3
 from collections.abc import Callable
@@ -129,7 +130,7 @@ class SqliteStore:
         connection = await trio.to_thread.run_sync(cls._connect, path, busy_timeout)
         store = cls(path, connection)
         try:
-            await store._call(store._prepare)
+            await store._call(store._prepare_exclusively)
         except BaseException:
             await trio.to_thread.run_sync(connection.close)
             raise
@@ -144,6 +145,14 @@ class SqliteStore:
         except sqlite3.Error as exc:
             _raise_unavailable(exc, path)
             raise
+
+    def _prepare_exclusively(self) -> None:
+        """`_prepare`, one process at a time: several workers start together, and
+        switching a new database to WAL takes a lock SQLite's busy timeout does
+        not wait for."""
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._prepare()
 
     def _prepare(self) -> None:
         connection = self._connection
