@@ -21,35 +21,26 @@ The subprocess helpers here are shared with bench_ftp.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-import trio
+from bench._servers import HOTWIRE, REPO, Server, serving
 
 UPLOAD_SIZE = 1024**3
 PIECE = 16 * 1024 * 1024
-READY_TIMEOUT = 30.0
 ADMIN_TOKEN = "bench-admin-token"
-REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services"
-HOTWIRE = Path(sys.executable).parent / "hotwire"
 
 #: The parts of conf/hotwire.toml every bench daemon has; paths into its temp dir.
 BASE_CONFIG = f"""
@@ -57,6 +48,7 @@ BASE_CONFIG = f"""
 host = "127.0.0.1"
 port = {{port}}
 grace_period = "5s"
+workers = 1
 
 [paths]
 services = "services"
@@ -86,95 +78,6 @@ enabled = true
 """
 
 
-# --- subprocesses (shared with bench_ftp) ---
-
-
-@dataclass
-class Server:
-    """A server subprocess: its process, base URL and log file."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def memory_mb(self, field: str = "VmHWM") -> float:
-        """``VmHWM`` (peak RSS since start) or ``VmRSS`` from /proc, in MB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
-        if match is None:  # a zombie has no memory figures
-            raise RuntimeError(f"the server has exited:\n{self.log.read_text()[-2000:]}")
-        return int(match.group(1)) * 1024 / 1e6
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200  # type: ignore[no-any-return]
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def _start(command: list[str], url: str, ready_path: str, log: Path) -> Server | None:
-    """Start ``command``; None if it exits because its port was taken meanwhile."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + READY_TIMEOUT
-    try:
-        while not _answers(url + ready_path):
-            if process.poll() is not None and "Address already in use" in log.read_text():
-                return None
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not become ready:\n{log.read_text()[-2000:]}")
-            time.sleep(0.05)  # a benchmark may poll: the daemon logs at "warning" only
-    except BaseException:
-        stop(process)
-        raise
-    return Server(process, url, log)
-
-
-@contextlib.contextmanager
-def serving(
-    command_for: Callable[[int], list[str]], ready_path: str, log: Path
-) -> Iterator[Server]:
-    """Start ``command_for(port)`` on a free port, wait for ``GET ready_path`` to answer 200.
-
-    Ports are picked before the server binds them, so one taken in between by
-    another process (other benchmarks, tests) means a retry on another port.
-    The server gets SIGTERM afterwards.
-    """
-    for _ in range(5):
-        port = free_port()
-        server = _start(command_for(port), f"http://127.0.0.1:{port}", ready_path, log)
-        if server is not None:
-            break
-    else:
-        raise RuntimeError(f"no free port found for {command_for(0)}")
-    try:
-        yield server
-    finally:
-        stop(server.process)
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def hotwire(root: Path, config: str) -> contextlib.AbstractContextManager[Server]:
     """A Hotwire subprocess in ``root`` with BASE_CONFIG + ``config``.
 
@@ -201,57 +104,6 @@ def copy_services(root: Path) -> Path:
 def sha256(path: Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-# --- the floor, served by ``python -m bench.bench_dropbox --floor PORT TARGET`` ---
-
-
-async def _stream_floor(target: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Raw ASGI: ``POST`` writes each received chunk to ``target`` with trio's async file."""
-    if scope["type"] == "lifespan":
-        while True:
-            kind = (await receive())["type"]  # lifespan.startup, then lifespan.shutdown
-            await send({"type": f"{kind}.complete"})
-            if kind == "lifespan.shutdown":
-                return
-    answer = b"{}"
-    if scope["method"] == "POST":
-        size = 0
-        async with await trio.open_file(target, "wb") as file:
-            while True:
-                event = await receive()
-                if event["type"] == "http.disconnect":
-                    return
-                if chunk := event.get("body", b""):
-                    await file.write(chunk)
-                    size += len(chunk)
-                if not event.get("more_body", False):
-                    break
-        answer = json.dumps({"size": size}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": answer})
-
-
-def serve_floor(port: int, target: str) -> None:
-    """Serve the floor app on hypercorn's trio worker until SIGTERM."""
-    import hypercorn.config
-    import hypercorn.trio
-
-    config = hypercorn.config.Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-
-    async def sigterm() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
-    app = functools.partial(_stream_floor, target)
-    trio.run(functools.partial(hypercorn.trio.serve, app, config, shutdown_trigger=sigterm))
-
-
-# --- the upload ---
 
 
 @dataclass(frozen=True)
@@ -338,13 +190,14 @@ def run_all(root: Path) -> None:
 
     target = root / "floor.bin"
 
-    def floor_command(port: int) -> list[str]:
-        return [sys.executable, "-m", "bench.bench_dropbox", "--floor", str(port), str(target)]
+    def floor_command(port: int) -> list[str]:  # bench_http's streaming floor
+        return [sys.executable, "-m", "bench.bench_http", "--floor", "stream", str(port)]
 
     with serving(floor_command, "/ready", root / "floor.log") as floor:
-        floor_upload, floor_answer = curl_upload(f"{floor.url}/upload", source)
+        url = f"{floor.url}/upload?target={quote(str(target))}"
+        floor_upload, floor_answer = curl_upload(url, source)
         floor_rss = floor.memory_mb("VmHWM")
-    assert floor_answer == {"size": UPLOAD_SIZE}, floor_answer
+    assert floor_answer == {"ok": True, "size": UPLOAD_SIZE}, floor_answer
     if sha256(target) != source_sha256:
         raise RuntimeError(f"{target} differs from what was sent")
 
@@ -378,7 +231,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--floor"]:
-        serve_floor(int(sys.argv[2]), sys.argv[3])
-    else:
-        main()
+    main()

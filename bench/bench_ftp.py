@@ -46,17 +46,8 @@ from pathlib import Path
 
 import trio
 
-from bench.bench_dropbox import (
-    ADMIN_TOKEN,
-    HOTWIRE,
-    READY_TIMEOUT,
-    REPO,
-    Server,
-    copy_services,
-    free_port,
-    hotwire,
-    stop,
-)
+from bench._servers import HOTWIRE, READY_TIMEOUT, REPO, Server, free_port, stop
+from bench.bench_dropbox import ADMIN_TOKEN, copy_services, hotwire
 
 FILES = 1000
 FILE_SIZE = 10 * 1024

@@ -33,14 +33,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -48,17 +46,14 @@ from urllib.parse import parse_qs, quote
 
 import trio
 
+from bench._servers import HOTWIRE, Server, pinned, serving
+
 BODY_SIZE = 1024
 UPLOAD_SIZE = 1024**3
 WRK_CONNECTIONS = 32
 WRK_SECONDS = 10
 WARMUP_SECONDS = 2
 UPLOAD_ROUNDS = 2
-READY_TIMEOUT = 30.0
-PORT_ATTEMPTS = 3
-REPO = Path(__file__).resolve().parent.parent
-HOTWIRE = Path(sys.executable).parent / "hotwire"
-PINNED = (os.cpu_count() or 1) >= 2
 
 SERVICES = '''
 import trio
@@ -100,6 +95,7 @@ CONFIG = """
 [server]
 port = {port}
 grace_period = "1s"
+workers = 1
 {server_extra}
 
 [paths]
@@ -210,96 +206,6 @@ def serve_floor(kind: str, port: int) -> None:
 # --- driving servers and clients ---
 
 
-@dataclass
-class Server:
-    """A server subprocess: its pid, base URL and log file."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def memory_mb(self, field: str) -> float:
-        """``VmHWM`` (peak RSS since start) or ``VmRSS`` from /proc, in MB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
-        if match is None:  # a zombie has no memory figures
-            raise RuntimeError(f"the server has exited:\n{self.log.read_text()[-2000:]}")
-        return int(match.group(1)) * 1024 / 1e6
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if PINNED else command
-
-
-@contextlib.contextmanager
-def _serving(
-    command_for: Callable[[int], list[str]], log: Path, cwd: Path, ready_path: str
-) -> Iterator[Server]:
-    """Start ``command_for(port)`` on core 0, wait for ``GET ready_path`` to answer 200.
-
-    The port is free when chosen, but another process may bind it before the
-    server does (other test runs share the machine): then the server is
-    started again on another port. The server is stopped on leaving.
-    """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = command_for(port)
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                _pinned(0, command), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
-            )
-        try:
-            if _ready(process, url + ready_path):
-                break
-        except BaseException:
-            _stop(process)
-            raise
-        if attempt == PORT_ATTEMPTS or "Address already in use" not in log.read_text():
-            raise RuntimeError(f"{command} did not start:\n{log.read_text()[-2000:]}")
-    try:
-        yield Server(process, url, log)
-    finally:
-        _stop(process)
-
-
-def _ready(process: subprocess.Popen[bytes], url: str) -> bool:
-    """Whether ``url`` answered 200 before the process exited; RuntimeError on a timeout."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not _answers(url):
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no answer from {url} within {READY_TIMEOUT} s")
-        time.sleep(0.05)  # a benchmark may poll; the daemon's own log is at "warning"
-    return True
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200  # type: ignore[no-any-return]
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def _hotwire(root: Path, server_extra: str = "") -> contextlib.AbstractContextManager[Server]:
     """A fresh Hotwire with the bench services, in ``root``."""
     root.mkdir()
@@ -311,14 +217,14 @@ def _hotwire(root: Path, server_extra: str = "") -> contextlib.AbstractContextMa
         config.write_text(CONFIG.format(port=port, server_extra=server_extra))
         return [str(HOTWIRE), "run", "--config", str(config)]
 
-    return _serving(command_for, root / "hotwire.log", root, "/admin/ready")
+    return serving(command_for, "/admin/ready", root / "hotwire.log", cwd=root, core=0)
 
 
 def _floor(kind: str, root: Path) -> contextlib.AbstractContextManager[Server]:
     def command_for(port: int) -> list[str]:
         return [sys.executable, "-m", "bench.bench_http", "--floor", kind, str(port)]
 
-    return _serving(command_for, root / f"floor-{kind}.log", REPO, "/ready")
+    return serving(command_for, "/ready", root / f"floor-{kind}.log", core=0)
 
 
 # --- (a) 1 KiB POSTs under wrk ---
@@ -336,7 +242,7 @@ _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def _wrk(url: str, script: Path, seconds: int, *, latency: bool) -> str:
     command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", str(script)]
     command += ["--latency", url] if latency else [url]
-    output = subprocess.run(_pinned(1, command), capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(pinned(1, command), capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw failed requests against {url}:\n{output}")
     return output
@@ -396,7 +302,7 @@ def _upload(server: Server, path: str, source: Path, source_sha256: str, target:
     os.sync()  # earlier steps' dirty pages must not be written back during this one
     started = time.perf_counter()
     completed = subprocess.run(
-        _pinned(1, ["curl", "-sS", "--fail-with-body", "-T", str(source), "-X", "POST", url]),
+        pinned(1, ["curl", "-sS", "--fail-with-body", "-T", str(source), "-X", "POST", url]),
         capture_output=True,
         text=True,
     )

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.bench_dropbox import ADMIN_TOKEN, Server, hotwire
+from bench._servers import Server
+from bench.bench_dropbox import ADMIN_TOKEN, hotwire
 
 BODY_SIZE = 10 * 1024
 WRK_CONNECTIONS = 16

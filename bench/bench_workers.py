@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.bench_dropbox import BASE_CONFIG, HOTWIRE, serving
+from bench._servers import HOTWIRE, serving
+from bench.bench_dropbox import BASE_CONFIG
 from bench.bench_transport import BODY, Result, measure, run_wrk
 
 SERVICE = """
@@ -41,7 +42,7 @@ def hotwire_workers(root: Path, wrk: str) -> Result:
     (root / "services" / "ack.py").write_text(SERVICE)
 
     def command(port: int) -> list[str]:
-        base = BASE_CONFIG.format(port=port).replace("[server]\n", "[server]\nworkers = 2\n", 1)
+        base = BASE_CONFIG.format(port=port).replace("workers = 1", "workers = 2", 1)
         (root / "hotwire.toml").write_text(base + CONFIG)
         return [str(HOTWIRE), "run", "--config", str(root / "hotwire.toml")]
 
