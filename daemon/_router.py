@@ -8,7 +8,7 @@ and finds a closed mailbox simply asks the table again, so no message is lost.
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +28,12 @@ log = structlog.get_logger(__name__)
 
 
 def new_cid() -> str:
-    """A fresh correlation id: 24 hex characters, unique enough to grep logs by."""
-    return secrets.token_hex(12)
+    """A fresh correlation id: 24 hex characters, unique enough to grep logs by.
+
+    Not a secret, so Python's own generator serves: ``secrets`` would cost a
+    system call on every request.
+    """
+    return f"{random.getrandbits(96):024x}"
 
 
 class Router:
