@@ -126,6 +126,9 @@ class Actor:
         #: send, not a wrapper: this is every invoke's path).
         self.put = self._send.send
         self.closed = trio.Event()
+        # Messages in progress, in workers or inline, never exceed concurrency.
+        self._slots = trio.Semaphore(service.concurrency)
+        self._closing = False
 
     @property
     def queued(self) -> int:
@@ -148,7 +151,33 @@ class Actor:
         Callers blocked on a full mailbox get ClosedResourceError and go back
         to the router, which hands them the service's new version.
         """
+        self._closing = True
         self._send.close()
+
+    def can_run_inline(self) -> bool:
+        """Whether a caller may run a message in its own task right now.
+
+        Only when nothing waits in the mailbox (no overtaking) and a slot is
+        free: the caller then skips two task switches, which are most of an
+        invoke's cost, and the concurrency limit holds all the same.
+        """
+        return not self._closing and self._slots.value > 0 and self.queued == 0
+
+    async def process_inline(self, message: Message, timeout: float | None) -> bool:
+        """Run ``message`` in the calling task; True if ``timeout`` ran out first.
+
+        Call only right after `can_run_inline` said yes, with no checkpoint between.
+        """
+        self._slots.acquire_nowait()
+        try:
+            if timeout is None:
+                await self._process(message)
+                return False
+            with trio.move_on_after(timeout) as deadline:
+                await self._process(message)
+            return deadline.cancelled_caught
+        finally:
+            self._slots.release()
 
     async def _work(self) -> None:
         """Process messages until the mailbox is closed and empty.
@@ -161,9 +190,10 @@ class Actor:
             with trio.CancelScope() as scope:
                 async for message in self._receive:
                     if not message.abandoned:
-                        message._scope = scope
-                        await self._process(message)
-                        message._scope = None  # done: abandoning it now must not cancel
+                        async with self._slots:
+                            message._scope = scope
+                            await self._process(message)
+                            message._scope = None  # done: abandoning it must not cancel
                 return
 
     async def _process(self, message: Message) -> None:

@@ -106,8 +106,14 @@ class Router:
     async def call(self, name: str, message: Message, *, timeout: float | None = None) -> Response:
         """Deliver ``message`` to ``name`` and return the service's whole Response.
 
-        What channels use; raises as `invoke` does.
+        What channels use; raises as `invoke` does. When the service has a
+        free slot and an empty mailbox, the message runs in this task.
         """
+        actor = self._actors.get(name)
+        if actor is not None and not self._closing and actor.can_run_inline():
+            if await actor.process_inline(message, timeout):
+                raise InvokeTimeout(name, timeout or 0)
+            return self._outcome(name, message)
         try:
             if timeout is None:
                 await self._deliver(name, message)
@@ -121,6 +127,10 @@ class Router:
         finally:
             if not message.done.is_set():
                 message.abandon()
+        return self._outcome(name, message)
+
+    @staticmethod
+    def _outcome(name: str, message: Message) -> Response:
         if message.error is not None:
             raise message.error
         if message.response is None:
