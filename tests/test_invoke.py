@@ -214,3 +214,33 @@ class TestBackPressure:
         assert sorted(results) == list(range(10_000))
         assert Gate.peak == 4
         assert 0 < peak_queued <= 100
+
+
+class Turnstile(Service):
+    name = "turnstile"
+    concurrency = 1
+    release = trio.Event()
+    order: list[int] = []
+
+    async def handle(self) -> None:
+        if self.request.payload == 0:
+            await type(self).release.wait()
+        type(self).order.append(self.request.payload)
+
+
+class TestInlineRuns:
+    async def test_waiting_messages_are_not_overtaken(self) -> None:
+        """An idle service runs a caller inline; while messages wait, callers queue in order."""
+        Turnstile.release = trio.Event()
+        Turnstile.order = []
+        async with service_harness([Turnstile]) as router, trio.open_nursery() as nursery:
+            nursery.start_soon(router.invoke, "turnstile", 0)  # runs inline, holds the slot
+            await trio.testing.wait_all_tasks_blocked()
+            for n in range(1, 6):
+                nursery.start_soon(router.invoke, "turnstile", n)
+                await trio.testing.wait_all_tasks_blocked()
+            # Nobody ran inline: the first waiter sits in a worker's hands,
+            # waiting for the slot; the others in the mailbox.
+            assert router.get("turnstile").queued == 4
+            Turnstile.release.set()
+        assert Turnstile.order == [0, 1, 2, 3, 4, 5]
