@@ -125,12 +125,19 @@ async def receive_body(
     """
     if declared_length is not None and declared_length > limit:
         raise BodyTooLarge(limit)
+    event = await receive()
+    # The common case, a small body in one event, without the general loop's bookkeeping.
+    if event["type"] == "http.request" and not event.get("more_body", False):
+        chunk = event.get("body", b"")
+        if len(chunk) > limit:
+            raise BodyTooLarge(limit)
+        if len(chunk) <= spool_threshold:
+            return RequestBody(data=chunk)
     received = bytearray()
     size = 0
     spool: BinaryIO | None = None
     try:
         while True:
-            event = await receive()
             if event["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = event.get("body", b"")
@@ -148,6 +155,7 @@ async def receive_body(
                 await trio.to_thread.run_sync(spool.write, block, limiter=_SPOOL_THREADS)
             if not more:
                 break
+            event = await receive()
     except BaseException:
         if spool is not None:
             spool.close()

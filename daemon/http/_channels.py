@@ -190,12 +190,14 @@ class ChannelGateway:
 def _decode_path(scope: Scope) -> str:
     raw = scope.get("raw_path") or scope["path"].encode()
     try:
-        return unquote_to_bytes(raw).decode("utf-8")
+        return (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise HttpError(400, "the request path is not valid UTF-8") from exc
 
 
 def _decode_query(query_string: bytes) -> dict[str, str]:
+    if not query_string:
+        return {}
     try:
         return dict(
             parse_qsl(query_string.decode("ascii"), keep_blank_values=True, errors="strict")

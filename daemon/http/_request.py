@@ -84,7 +84,7 @@ class HttpRequest:
     def input_fields(self, payload: Any) -> dict[str, Any]:
         """Where SimpleIO input comes from: query, then the body's fields, then path parameters."""
         fields: dict[str, Any] = dict(self.query)
-        if isinstance(payload, Mapping):
+        if payload is not None and isinstance(payload, Mapping):
             fields.update(payload)
         fields.update(self.path_params)
         return fields

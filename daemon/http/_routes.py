@@ -42,6 +42,10 @@ class RouteTable:
 
     def match(self, method: str, path: str) -> Match | None:
         """The channel serving ``method path``; a Match without channel means 405; None, 404."""
+        static = self._static.get(path.rstrip("/") or "/", ())
+        for channel in static:  # the usual case, before any regular expression
+            if method in channel.methods:
+                return Match(channel, {})
         candidates: list[tuple[RestChannel, dict[str, str]]] = [
             (c, {}) for c in self._static.get(path.rstrip("/") or "/", ())
         ]
