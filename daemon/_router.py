@@ -9,7 +9,7 @@ and finds a closed mailbox simply asks the table again, so no message is lost.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -186,10 +186,6 @@ class Router:
         self._actors = table
         for actor in retired:
             actor.close()
-
-    def owners(self) -> Mapping[str, type[Service]]:
-        """Name -> class currently deployed under it."""
-        return {name: actor.service for name, actor in self._actors.items()}
 
     async def close(self, grace: float) -> None:
         """Stop taking messages; let queued and running ones finish within ``grace`` seconds.
