@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,6 @@ from daemon.outbox import Message, MessageState, Outbox, Spool, SqliteStore
 
 PENDING, DELIVERING, DELIVERED, DEAD = MessageState
 NO_MESSAGES = dict.fromkeys(MessageState, 0)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with await SqliteStore.open(tmp_path / "outbox.sqlite") as store:
-        yield store
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> Spool:
-    return await Spool.open(tmp_path / "spool")
 
 
 class Target:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from daemon import Service
@@ -85,17 +83,6 @@ class Recorder:
     async def wait_delivered(self, count: int) -> None:
         while self.delivered.total() < count:
             await self._changed.wait()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with await SqliteStore.open(tmp_path / "outbox.sqlite") as store:
-        yield store
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> Spool:
-    return await Spool.open(tmp_path / "spool")
 
 
 def files(directory: Path) -> list[str]:

@@ -14,11 +14,6 @@ from daemon.exceptions import OutboxUnavailable
 from daemon.outbox import Spool
 
 
-@pytest.fixture
-async def spool(tmp_path: Path) -> Spool:
-    return await Spool.open(tmp_path / "spool")
-
-
 def files(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ def message(target: str = "svc.a", *, due: float = 100.0, **fields: Any) -> Mess
         updated_at=due,
         **fields,
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with await SqliteStore.open(tmp_path / "outbox.sqlite") as store:
-        yield store
 
 
 async def add_all(store: SqliteStore, *messages: Message) -> None:
