@@ -94,6 +94,10 @@ class Deployer:
         """Return when the next rescan completes (for tests and benchmarks)."""
         await self._rescanned.wait()
 
+    def file_of(self, name: str) -> Path | None:
+        """The file service ``name`` is deployed from, if any."""
+        return self._owners.get(name)
+
     def states(self) -> list[FileState]:
         """Deployment state of every known file, by file name."""
         return sorted(self._states.values(), key=lambda state: state.path.name)

@@ -190,10 +190,10 @@ async def _pass_on(context: AdminContext) -> list[int]:
 
 def _service(context: AdminContext, name: str, stats: dict[str, ServiceStats]) -> dict[str, Any]:
     actor = context.router.get(name)
-    owner = next((s.path.name for s in context.deployer.states() if name in s.services), None)
+    owner = context.deployer.file_of(name)
     return {
         "name": name,
-        "file": owner,
+        "file": owner.name if owner else None,
         "mode": "sync" if not actor.service.is_async() else "async",
         "concurrency": actor.service.concurrency,
         "mailbox": actor.service.mailbox,
