@@ -1,10 +1,12 @@
 """The hot deployer: keeps the router in step with the files in ``services/``.
 
 The directory is the truth and file events are only a hint: each batch of
-events triggers a rescan that compares every file's content digest with what
-was last deployed, so an event missed or merged by the OS watcher is caught
-at the next batch, and a change made while the daemon was down is caught at
-start. Per file, a new version replaces the old one's services in one step;
+events (and a quiet period of 5 s) triggers a rescan that lists the directory,
+reads the files named by an event or whose stat signature changed, and
+compares their content digest with what was last acted on. So an event missed
+or merged by the OS watcher is caught at the next batch, an in-place rewrite
+in the same clock tick is caught by its event, and a change made while the
+daemon was down is caught at start, where every file is read. Per file, a new version replaces the old one's services in one step;
 any failure leaves the old version serving and is recorded with its traceback.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +88,7 @@ class Deployer:
         self._force_polling = force_polling
         self._lock = trio.Lock()
         self._digests: dict[Path, bytes] = {}  # content last acted on, deployed or failed
+        self._signatures: dict[Path, tuple[int, int, int, int]] = {}  # stat when last read
         self._imports: dict[Path, frozenset[str]] = {}
         self._states: dict[Path, FileState] = {}
         self._owners: dict[str, Path] = {}  # service name -> file serving it
@@ -125,39 +129,73 @@ class Deployer:
                 yield_on_timeout=True,  # a periodic rescan, in case an event was lost
             )
             async with contextlib.aclosing(watcher) as batches:
-                async for _ in batches:
-                    await self.rescan()
+                async for batch in batches:
+                    await self.rescan({Path(path) for _, path in batch})
 
-    async def rescan(self) -> None:
-        """Bring the deployment in line with the directory's content."""
+    async def rescan(self, hints: set[Path] | None = None) -> None:
+        """Bring the deployment in line with the directory's content.
+
+        Files are read when their stat signature changed or an event named
+        them (``hints``; None reads everything); the content digest then
+        decides. A periodic rescan after no event therefore costs a listing.
+        """
         async with self._lock:
-            present = await trio.to_thread.run_sync(self._read_sources, limiter=_LOADER_THREAD)
-            changed = {
-                p for p, source in present.items() if self._digests.get(p) != _digest(source)
+            listing = await trio.to_thread.run_sync(self._list, limiter=_LOADER_THREAD)
+            wanted = {
+                p
+                for p, signature in listing.items()
+                if hints is None or p in hints or self._signatures.get(p) != signature
             }
-            deleted = set(self._digests) - set(present)
+            sources = await self._read(wanted, listing)
+            changed = {
+                p for p, source in sources.items() if self._digests.get(p) != _digest(source)
+            }
+            deleted = set(self._digests) - set(listing)
             for path in sorted(deleted):
                 await self._undeploy(path)
-            parsed = {path: self._parse(path, present[path]) for path in changed}
-            local = {path.stem for path in present}
+            parsed = {path: self._parse(path, sources[path]) for path in changed}
+            local = {path.stem for path in listing}
             redeploy = changed | self._dependents({p.stem for p in changed | deleted}, local)
             if deleted:  # a name clash may have been resolved by the removal
                 redeploy |= {p for p, s in self._states.items() if s.status == "failed"}
+            sources |= await self._read(redeploy - sources.keys(), listing)
+            redeploy &= sources.keys()  # any deleted since the listing go at the next rescan
             for path in redeploy - parsed.keys():
-                parsed[path] = self._parse(path, present[path])
-            await self._deploy_all({p: present[p] for p in redeploy}, parsed, local)
+                parsed[path] = self._parse(path, sources[path])
+            await self._deploy_all({p: sources[p] for p in redeploy}, parsed, local)
             self._rescanned.set()
             self._rescanned = trio.Event()
 
-    def _read_sources(self) -> dict[Path, bytes]:
+    def _list(self) -> dict[Path, tuple[int, int, int, int]]:
+        """Service files and their stat signatures (inode, size, mtime, ctime)."""
+        listing = {}
         try:
-            paths = [p for p in self.directory.iterdir() if is_service_file(p) and p.is_file()]
+            entries = list(os.scandir(self.directory))
         except FileNotFoundError:
             return {}
-        sources = {}
-        for path in paths:
+        for entry in entries:
+            path = Path(entry.path)
+            if not is_service_file(path):
+                continue
             with contextlib.suppress(FileNotFoundError):  # deleted since the listing
-                sources[path] = path.read_bytes()
+                if entry.is_file():
+                    st = entry.stat()
+                    listing[path] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return listing
+
+    async def _read(
+        self, paths: set[Path], listing: dict[Path, tuple[int, int, int, int]]
+    ) -> dict[Path, bytes]:
+        def read() -> dict[Path, bytes]:
+            sources = {}
+            for path in paths:
+                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                    sources[path] = path.read_bytes()
+            return sources
+
+        sources = await trio.to_thread.run_sync(read, limiter=_LOADER_THREAD)
+        for path in sources:
+            self._signatures[path] = listing[path]
         return sources
 
     def _parse(self, path: Path, source: bytes) -> ParsedSource | DeployError:
@@ -250,6 +288,7 @@ class Deployer:
     async def _undeploy(self, path: Path) -> None:
         state = self._states.pop(path, None)
         self._digests.pop(path, None)
+        self._signatures.pop(path, None)
         self._imports.pop(path, None)
         unload_module(path)
         if state and state.services:
