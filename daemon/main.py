@@ -205,16 +205,16 @@ async def _serve(
                 )
                 context.ready = True
                 daemon = Daemon(
-                    config,
-                    router,
-                    deployer,
-                    scheduler,
-                    outbox,
-                    gateway,
-                    reloader,
-                    urls,
-                    context.token,
-                    shutdown,
+                    config=config,
+                    router=router,
+                    deployer=deployer,
+                    scheduler=scheduler,
+                    outbox=outbox,
+                    gateway=gateway,
+                    reloader=reloader,
+                    urls=urls,
+                    admin_token=context.token,
+                    shutdown=shutdown,
                 )
                 log.info(
                     "daemon_ready",
