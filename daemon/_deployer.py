@@ -6,8 +6,9 @@ reads the files named by an event or whose stat signature changed, and
 compares their content digest with what was last acted on. So an event missed
 or merged by the OS watcher is caught at the next batch, an in-place rewrite
 in the same clock tick is caught by its event, and a change made while the
-daemon was down is caught at start, where every file is read. Per file, a new version replaces the old one's services in one step;
-any failure leaves the old version serving and is recorded with its traceback.
+daemon was down is caught at start, where every file is read. Per file, a
+new version replaces the old one's services in one step; any failure leaves
+the old version serving and is recorded with its traceback.
 """
 
 from __future__ import annotations
