@@ -6,12 +6,15 @@ fast enough; its Trio glue is what costs (issue 8, measured on hypercorn 0.18):
 * per request, ``TCPServer`` stops and restarts its idle-timeout task through
   ``TrioSingleTask`` -- a lock, a cancellation and a ``nursery.start`` each time;
 * every write takes a ``trio.Lock`` and a shielded cancel scope, three times per
-  response, the empty end-of-message write of h11 included.
+  response, the empty end-of-message write of h11 included;
+* every read enters a ``fail_after`` cancel scope, infinite unless a read
+  timeout is configured (it is not by default).
 
-`FastTCPServer` keeps hypercorn's ``TCPServer`` and changes only those two things:
-one long-lived idle watcher per connection whose *deadline* is moved, and a
+`FastTCPServer` keeps hypercorn's ``TCPServer`` and changes only those three things:
+one long-lived idle watcher per connection whose *deadline* is moved, a
 write path that takes the send lock without yielding when nobody else holds it
-(the common case) and skips empty writes. Everything else -- TLS, h2, the
+(the common case) and skips empty writes, and a read loop that enters a cancel
+scope only when there is a read timeout. Everything else -- TLS, h2, the
 WorkerContext, lifespan, graceful shutdown -- is hypercorn's own code, so the
 module is written to be proposable upstream as a patch to ``tcp_server.py``.
 
@@ -37,7 +40,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.run import worker_serve
 from hypercorn.trio.statsd import StatsdLogger
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.udp_server import UDPServer
 from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
 from hypercorn.typing import (
@@ -203,8 +206,26 @@ class FastTCPServer(TCPServer):
             raise trio.BrokenResourceError(f"write failed: {error}") from error
 
     async def _read_data(self) -> None:
+        """hypercorn's read loop, entering a cancel scope only when a read timeout is set.
+
+        hypercorn wraps every read in ``fail_after(read_timeout or inf)``: a
+        cancel scope per request even with no timeout, the default.
+        """
+        timeout = self.config.read_timeout
         try:
-            await super()._read_data()
+            while True:
+                try:
+                    if not timeout:  # None or 0: hypercorn's "no read timeout"
+                        data = await self.stream.receive_some(MAX_RECV)
+                    else:
+                        with trio.fail_after(timeout):
+                            data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                    break
+                await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+            await self.protocol.handle(Closed())
         finally:
             # Nothing is left to time out once the peer or the server closed.
             self._idle_timer.cancel()

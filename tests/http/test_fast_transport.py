@@ -229,6 +229,24 @@ class TestKeepAlive:
             assert await RawClient(stream).response() == (200, b"drained")
 
 
+class TestReadTimeout:
+    """hypercorn's ``read_timeout`` still cuts off a client that stops sending."""
+
+    async def test_stalled_request_closed_after_read_timeout(self, serve_fn: Serve) -> None:
+        """Headers sent, the body promised but never sent: closed after read_timeout."""
+        async with (
+            serving(serve_fn, App(), read_timeout=0.3, keep_alive_timeout=30) as server,
+            await trio.open_tcp_stream("127.0.0.1", server.port) as stream,
+        ):
+            await stream.send_all(
+                b"POST /post HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n12345"
+            )
+            stalled_since = trio.current_time()
+            with trio.fail_after(5):
+                await RawClient(stream).wait_closed()
+            assert trio.current_time() - stalled_since >= 0.25
+
+
 class TestShutdown:
     """Graceful shutdown: stop accepting, drain what is in flight."""
 
