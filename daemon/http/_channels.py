@@ -52,6 +52,9 @@ FORM_LIMIT = 64 * 1024
 #: JSON bodies up to this size are parsed; a larger JSON body is refused with 413.
 JSON_LIMIT = 16 * 1024 * 1024
 
+#: Encodes response payloads; made once, as ``json.dumps(default=...)`` builds an encoder per call.
+_encode_json = json.JSONEncoder(default=str).encode
+
 Scope = dict[str, Any]
 
 
@@ -207,7 +210,7 @@ def _decode_query(query_string: bytes) -> dict[str, str]:
 
 
 def _content_length(headers: Headers) -> int | None:
-    value = headers.get("content-length")
+    value = headers.value(b"content-length")
     if value is None:
         return None
     if not value.isdigit():
@@ -241,7 +244,7 @@ def _authenticate(security: ChannelSecurity, headers: Headers) -> None:
 
 def _parse_payload(request: HttpRequest) -> Any:
     """The parsed JSON or form body, else None (the raw body stays in ``request.body``)."""
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    content_type = (request.headers.value(b"content-type") or "").partition(";")[0].strip().lower()
     body = request.body
     if content_type == "application/json" or content_type.endswith("+json"):
         if body.size == 0:
@@ -291,7 +294,7 @@ async def _send_response(send: Any, response: Response, cid: str, *, head: bool)
     elif payload is None:
         body, default_type = b"", None
     else:
-        body, default_type = json.dumps(payload, default=str).encode(), "application/json"
+        body, default_type = _encode_json(payload).encode(), "application/json"
     headers = [(b"x-hotwire-cid", cid.encode()), (b"content-length", str(len(body)).encode())]
     content_type = response.content_type or default_type
     if content_type:

@@ -13,17 +13,39 @@ __all__ = ["Headers", "HttpRequest"]
 
 
 class Headers(Mapping[str, str]):
-    """Request headers with case-insensitive names; repeated headers are joined by ", "."""
+    """Request headers with case-insensitive names; repeated headers are joined by ", ".
 
-    __slots__ = ("_items",)
+    Decoded on first use: the gateway reads the two or three headers it needs
+    with `value`, and most services never look at the rest.
+    """
+
+    __slots__ = ("_decoded", "_raw")
 
     def __init__(self, raw: list[tuple[bytes, bytes]] | list[list[bytes]]) -> None:
-        items: dict[str, str] = {}
-        for name, value in raw:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            items[key] = f"{items[key]}, {text}" if key in items else text
-        self._items = items
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def value(self, name: bytes) -> str | None:
+        """Header ``name`` (lower-case, as ASGI gives names), without decoding the others."""
+        if self._decoded is not None:
+            return self._decoded.get(name.decode("latin-1"))
+        found: str | None = None
+        for key, value in self._raw:
+            if key == name:
+                text = value.decode("latin-1")
+                found = text if found is None else f"{found}, {text}"
+        return found
+
+    @property
+    def _items(self) -> dict[str, str]:
+        if self._decoded is None:
+            items: dict[str, str] = {}
+            for name, value in self._raw:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                items[key] = f"{items[key]}, {text}" if key in items else text
+            self._decoded = items
+        return self._decoded
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()]
