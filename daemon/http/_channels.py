@@ -14,6 +14,7 @@ import binascii
 import hmac
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 from .._actor import Message
 from .._config import ChannelSecurity, RestChannel
 from .._router import Router, new_cid
-from .._service import Bunch, Response
+from .._service import Response
 from ..connections import describe_dropbox_error
 from ..exceptions import (
     ConnectionFailed,
@@ -119,7 +120,7 @@ class ChannelGateway:
                 body.close()
         self.requests[channel_path, status] += 1
 
-    def _route(self, scope: Scope) -> tuple[str, RestChannel, dict[str, str]]:
+    def _route(self, scope: Scope) -> tuple[str, RestChannel, Mapping[str, str]]:
         """The decoded path, its channel and path parameters; HttpError 400/404/405."""
         path = _decode_path(scope)
         match = self.table.match(scope["method"], path)
@@ -153,7 +154,7 @@ class ChannelGateway:
         receive: Any,
         path: str,
         channel: RestChannel,
-        path_params: dict[str, str],
+        path_params: Mapping[str, str],
     ) -> HttpRequest:
         """Authenticate, decode the query, receive the body; HttpError 400/401/413."""
         headers = Headers(scope["headers"])
@@ -182,7 +183,6 @@ class ChannelGateway:
         return HttpRequest(
             method=scope["method"],
             path=path,
-            params=Bunch({**query, **path_params}),
             headers=headers,
             body=body,
             path_params=path_params,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,11 +72,14 @@ class HttpRequest:
 
     method: str
     path: str
-    params: Bunch
     headers: Headers
     body: RequestBody
     path_params: Mapping[str, str]
     query: Mapping[str, str]
+
+    @functools.cached_property
+    def params(self) -> Bunch:
+        return Bunch({**self.query, **self.path_params})
 
     def snapshot(self, *, drop_headers: frozenset[str]) -> dict[str, Any]:
         """What a durable message keeps of this request, as JSON, less ``drop_headers``."""
@@ -94,7 +98,6 @@ class HttpRequest:
         return cls(
             method=snapshot["method"],
             path=snapshot["path"],
-            params=Bunch({**query, **path_params}),
             headers=Headers(
                 [(k.encode("latin-1"), v.encode("latin-1")) for k, v in snapshot["headers"].items()]
             ),

@@ -8,8 +8,9 @@ that matches with a method no channel allows is a 405 with ``Allow``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .._config import RestChannel
 
@@ -23,8 +24,12 @@ class Match:
     """The channel for a request, or the methods allowed there (for 405)."""
 
     channel: RestChannel | None
-    params: dict[str, str]
+    params: Mapping[str, str]
     allowed: tuple[str, ...] = ()
+
+
+#: The parameters of every static match: shared, so read-only.
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 class RouteTable:
@@ -33,21 +38,26 @@ class RouteTable:
     def __init__(self, channels: Iterable[RestChannel]) -> None:
         self.channels = tuple(channels)
         self._static: dict[str, list[RestChannel]] = {}
+        # The usual case, answered by one lookup: (method, path) of a channel without parameters.
+        self._exact: dict[tuple[str, str], Match] = {}
         self._patterns: list[tuple[re.Pattern[str], RestChannel]] = []
         for channel in self.channels:
             if _PARAM.search(channel.path):
                 self._patterns.append((_compile(channel.path), channel))
             else:
-                self._static.setdefault(channel.path.rstrip("/") or "/", []).append(channel)
+                path = channel.path.rstrip("/") or "/"
+                self._static.setdefault(path, []).append(channel)
+                for method in channel.methods:
+                    self._exact.setdefault((method, path), Match(channel, _NO_PARAMS))
 
     def match(self, method: str, path: str) -> Match | None:
         """The channel serving ``method path``; a Match without channel means 405; None, 404."""
-        static = self._static.get(path.rstrip("/") or "/", ())
-        for channel in static:  # the usual case, before any regular expression
-            if method in channel.methods:
-                return Match(channel, {})
-        candidates: list[tuple[RestChannel, dict[str, str]]] = [
-            (c, {}) for c in self._static.get(path.rstrip("/") or "/", ())
+        static_path = path.rstrip("/") or "/"
+        exact = self._exact.get((method, static_path))
+        if exact is not None:
+            return exact
+        candidates: list[tuple[RestChannel, Mapping[str, str]]] = [
+            (c, _NO_PARAMS) for c in self._static.get(static_path, ())
         ]
         for pattern, channel in self._patterns:
             found = pattern.fullmatch(path)
@@ -59,7 +69,7 @@ class RouteTable:
             if method in channel.methods or (method == "HEAD" and "GET" in channel.methods):
                 return Match(channel, params)
         allowed = sorted({m for channel, _ in candidates for m in channel.methods})
-        return Match(None, {}, tuple(allowed))
+        return Match(None, _NO_PARAMS, tuple(allowed))
 
 
 def _compile(path: str) -> re.Pattern[str]:
