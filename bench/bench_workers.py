@@ -1,11 +1,11 @@
 """Every core: a REST channel on ``workers = 2`` against one stock process (issue 8, b).
 
 In one run: the stock hypercorn trio worker serving a raw ASGI app in one
-process (the floor, as in bench_transport), then Hotwire with two worker
-processes on one port (SO_REUSEPORT) serving a REST channel to a trivial
-service. The same load for both: wrk ``-t2 -c64``, POST 1 KiB, 2 s warm-up
-then 10 s, nothing pinned (the workers need both cores; wrk shares them).
-Target: at least 3.3x the floor.
+process (the floor, measured as in bench_transport: server on core 0, wrk
+``-t1 -c64`` on core 1, its best case), then Hotwire with two worker processes
+on one port (SO_REUSEPORT) serving a REST channel to a trivial service under
+wrk ``-t2 -c64``, nothing pinned (the workers need both cores; wrk shares
+them). POST 1 KiB, 2 s warm-up then 10 s. Target: at least 3.3x the floor.
 """
 
 from __future__ import annotations
