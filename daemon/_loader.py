@@ -86,21 +86,24 @@ def parse_source(path: Path, source: bytes) -> ParsedSource:
 def deploy_order(imports: Mapping[Path, Iterable[str]]) -> tuple[list[Path], list[Path]]:
     """Order files so that each comes after the files it imports.
 
-    Returns (ordered, cyclic): files in an import cycle cannot be loaded.
+    Returns (ordered, cyclic): files in an import cycle cannot be loaded and
+    are left out of ``ordered``; a file that imports one of them is still
+    ordered, and its own load decides. ``CycleError`` names one cycle at a
+    time, so each is removed in turn until the rest sorts.
     """
     by_stem = {path.stem: path for path in imports}
     graph = {
         path: {by_stem[stem] for stem in stems if stem in by_stem}
         for path, stems in imports.items()
     }
-    sorter = graphlib.TopologicalSorter(graph)
-    try:
-        return list(sorter.static_order()), []
-    except graphlib.CycleError as exc:
-        cycle = set(exc.args[1])
-        rest = {path: deps - cycle for path, deps in graph.items() if path not in cycle}
-        ordered, _ = deploy_order({p: [d.stem for d in deps] for p, deps in rest.items()})
-        return ordered, sorted(cycle)
+    cyclic: set[Path] = set()
+    while True:
+        try:
+            return list(graphlib.TopologicalSorter(graph).static_order()), sorted(cyclic)
+        except graphlib.CycleError as exc:
+            cycle = set(exc.args[1])
+            cyclic |= cycle
+            graph = {path: deps - cycle for path, deps in graph.items() if path not in cycle}
 
 
 def load_module(path: Path, parsed: ParsedSource) -> LoadedModule:

@@ -243,6 +243,23 @@ class TestHelperModules:
             assert await daemon.router.invoke("s") == 42
             daemon.stop()
 
+    async def test_every_file_of_every_import_cycle_is_refused(
+        self, config: Config, write_service: WriteService
+    ) -> None:
+        """Two separate import cycles: all four files fail, the file outside them deploys."""
+        for stem, other in (("cyc_a", "cyc_b"), ("cyc_b", "cyc_a"), ("cyc_c", "cyc_d")):
+            write_service(f"{stem}.py", f"import {other}\n")
+        write_service("cyc_d.py", "import cyc_c\n")
+        write_service("outside.py", hello("outside"))
+        async with trio.open_nursery() as nursery:
+            daemon = await nursery.start(main, config)
+            for name in ("cyc_a.py", "cyc_b.py", "cyc_c.py", "cyc_d.py"):
+                state = file_state(daemon, name)
+                assert state is not None and state.status == "failed", name
+                assert "import cycle" in (state.error or "")
+            assert await deployed_value(daemon) == "outside"
+            daemon.stop()
+
 
 class TestIgnoredFiles:
     async def test_editor_and_hidden_files_are_ignored(
