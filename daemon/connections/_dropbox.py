@@ -6,10 +6,11 @@ services call it directly. Native async services use the helpers, which run
 the SDK in threads through a per-connection limiter:
 
 - ``await conn.upload(path, source, mode="add")``: ``source`` is bytes, a
-  file path or a binary file object. Up to ``single_upload_limit`` it is one
-  request; above, an upload session of ``chunk_size`` chunks, so at most one
-  chunk is in memory (Dropbox refuses single uploads over 150 MiB). Each
-  call carries its data's content hash, which Dropbox checks on arrival.
+  file path or a seekable binary file object (read from its current
+  position). Up to ``single_upload_limit`` it is one request; above, an
+  upload session of ``chunk_size`` chunks, so at most one chunk is in memory
+  (Dropbox refuses single uploads over 150 MiB). Each call carries its data's
+  content hash, which Dropbox checks on arrival.
 - ``list``, ``download`` (to a file), ``delete``.
 
 429 and 5xx answers are retried by the SDK with back-off, honouring
@@ -190,7 +191,7 @@ class DropboxConnection:
     def _upload(self, path: str, source: Source, mode: WriteModeName) -> Any:
         write_mode = files.WriteMode.overwrite if mode == "overwrite" else files.WriteMode.add
         autorename = mode == "autorename"
-        with _opened(source) as (stream, size):
+        with _opened(source) as (stream, start, size):
             if size <= self.config.single_upload_limit:
                 data = stream.read()
                 return self.client.files_upload(
@@ -201,7 +202,7 @@ class DropboxConnection:
             session = self.client.files_upload_session_start(first, content_hash=_hash(first))
             cursor = files.UploadSessionCursor(session.session_id, len(first))
             while size - cursor.offset > chunk:
-                stream.seek(cursor.offset)
+                stream.seek(start + cursor.offset)
                 data = stream.read(chunk)
                 try:
                     self.client.files_upload_session_append_v2(
@@ -211,7 +212,7 @@ class DropboxConnection:
                     cursor.offset = _correct_offset(exc)  # a retried append had landed
                     continue
                 cursor.offset += len(data)
-            stream.seek(cursor.offset)
+            stream.seek(start + cursor.offset)
             last = stream.read()
             commit = files.CommitInfo(path, mode=write_mode, autorename=autorename)
             return self.client.files_upload_session_finish(
@@ -241,18 +242,22 @@ def _hash(data: bytes) -> str:
 
 
 @contextlib.contextmanager
-def _opened(source: Source) -> Iterator[tuple[BinaryIO, int]]:
-    """The source as a seekable binary stream and its size."""
+def _opened(source: Source) -> Iterator[tuple[BinaryIO, int, int]]:
+    """The source as a seekable binary stream, the position its data starts at, and its size.
+
+    A file object is uploaded from its current position on, so offsets into
+    the data are relative to that start.
+    """
     if isinstance(source, bytes):
-        yield io.BytesIO(source), len(source)
+        yield io.BytesIO(source), 0, len(source)
     elif isinstance(source, str | os.PathLike):
         with open(source, "rb") as file:
-            yield file, os.fstat(file.fileno()).st_size
+            yield file, 0, os.fstat(file.fileno()).st_size
     else:
         start = source.tell()
         size = source.seek(0, io.SEEK_END) - start
         source.seek(start)
-        yield source, size
+        yield source, start, size
 
 
 def _correct_offset(exc: dropbox.exceptions.ApiError) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -89,6 +90,21 @@ class TestUpload:
         assert routes[0] == "files/upload_session/start"
         assert routes.count("files/upload_session/append_v2") == 8
         assert routes[-1] == "files/upload_session/finish"
+
+    async def test_file_object_uploads_from_its_position(
+        self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
+    ) -> None:
+        """A file object not at its start sends the bytes from its position on, chunked too."""
+        emulator, handle = peer
+        payload = os.urandom(9 * 1024 * 1024)
+        source = io.BytesIO(b"h" * 100 + payload)
+        source.seek(100)
+        conn = connect(handle, single_upload_limit=1024 * 1024, chunk_size=4 * 1024 * 1024)
+        metadata = await conn.upload("/positioned.bin", source)
+        assert metadata.size == len(payload)
+        assert (emulator.root / "positioned.bin").read_bytes() == payload
+        routes = [r.route for r in emulator.requests]
+        assert routes.count("files/upload_session/append_v2") == 1
 
     @pytest.mark.parametrize("mode", ["add", "overwrite", "autorename"])
     async def test_conflict_policy(
