@@ -285,8 +285,11 @@ class Scheduler:
             job = _Job(spec, origin, previous.state if previous is not None else JobState())
             self._jobs[spec.name] = job
             due = job.state.next_run
-            if previous is None or previous.spec != spec or due is None:
+            if previous is None or previous.spec != spec:
                 _renew(job, spec)
+                self._plan(job, now)
+            elif due is None:
+                # Paused, disabled or done: planning again keeps it so, with its run count.
                 self._plan(job, now)
             elif due <= now:
                 log.info("job_runs_missed", job=spec.name, due=due.isoformat(), policy=spec.missed)

@@ -514,6 +514,46 @@ class TestRestart:
         state = json.loads((tmp_path / "scheduler.json").read_text())
         assert sorted(state["jobs"]) == ["admin", "kept"]
 
+    async def test_finished_repeats_stay_finished(
+        self, autojump_clock: MockClock, tmp_path: Path
+    ) -> None:
+        """A job whose repeats are used up does not start over after a restart."""
+        spec = job(interval="10s", repeats=2, start="2026-01-01T00:00:00")
+        service = Service(WallClock(utc("2026-01-01T00:00:00")))
+        await self.run_for(scheduler([spec], service, tmp_path), 60)
+        assert len(service.calls) == 2
+
+        service = Service(WallClock(utc("2026-01-01T01:00:00")))
+        second = scheduler([spec], service, tmp_path)
+        await self.run_for(second, 3600)
+        assert service.calls == []
+        status = second.get("job")
+        assert (status.runs, status.next_run, status.last_status) == (2, None, "ok")
+
+    async def test_paused_job_keeps_its_run_count(
+        self, autojump_clock: MockClock, tmp_path: Path
+    ) -> None:
+        """A paused job's run count survives a restart, and resume continues the repeats."""
+        spec = job(interval="10s", repeats=3, start="2026-01-01T00:00:00")
+        service = Service(WallClock(utc("2026-01-01T00:00:00")))
+        await self.run_for(scheduler([spec], service, tmp_path), 15)
+
+        def pause(sched: Scheduler) -> None:
+            sched.pause("job")
+
+        service = Service(WallClock(utc("2026-01-01T00:00:15")))
+        await self.run_for(scheduler([spec], service, tmp_path), 1, pause)
+
+        service = Service(WallClock(utc("2026-01-01T01:00:00")))
+        third = scheduler([spec], service, tmp_path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(third.run)
+            assert (third.get("job").runs, third.get("job").paused) == (2, True)
+            third.resume("job")
+            await trio.sleep(3600)
+            nursery.cancel_scope.cancel()
+        assert service.times == [utc("2026-01-01T01:00:00")]
+
     async def test_unreadable_state_file(self, autojump_clock: MockClock, tmp_path: Path) -> None:
         """A corrupt state file stops start-up with an error naming it."""
         (tmp_path / "scheduler.json").write_text("{not json")
