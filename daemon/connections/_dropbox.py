@@ -40,6 +40,7 @@ from .._config import DropboxConnectionConfig
 from ..exceptions import ConfigError, ConnectionFailed, RemoteFileError
 from ._dropbox_client import build_dropbox_client
 from ._errors import describe_dropbox_error
+from ._part_file import replaced_when_complete
 from ._registry_types import DropboxEndpoint
 
 __all__ = ["DropboxConnection"]
@@ -228,10 +229,8 @@ class DropboxConnection:
         return entries
 
     def _download(self, path: str, local_file: str) -> Any:
-        partial = f"{local_file}.part"
-        metadata = self.client.files_download_to_file(partial, path)
-        os.replace(partial, local_file)
-        return metadata
+        with replaced_when_complete(local_file) as part:
+            return self.client.files_download_to_file(os.fspath(part), path)
 
 
 def _hash(data: bytes) -> str:

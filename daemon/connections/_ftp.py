@@ -30,6 +30,7 @@ import trio
 
 from daemon.connections import _ftp_session as proto
 from daemon.connections._ftp_session import FileInfo, Session
+from daemon.connections._part_file import replaced_when_complete
 from daemon.exceptions import ConnectionFailed, RemoteFileError
 
 log = structlog.get_logger(__name__)
@@ -148,14 +149,8 @@ class FtpConnection:
         if not isinstance(local_file, str | Path):
             self._retrieve(f"download {path!r}", path, local_file)
             return
-        target = Path(local_file)
-        part = target.with_name(target.name + ".part")
-        try:
-            with part.open("wb") as stream:
-                self._retrieve(f"download {path!r}", path, stream)
-            part.replace(target)
-        finally:
-            part.unlink(missing_ok=True)
+        with replaced_when_complete(local_file) as part, part.open("wb") as stream:
+            self._retrieve(f"download {path!r}", path, stream)
 
     def upload(self, local_file: LocalFile, path: str) -> None:
         """Stream ``local_file`` (a path, or a binary file open for reading) into ``path``."""

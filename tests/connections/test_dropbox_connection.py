@@ -208,3 +208,17 @@ class TestOtherOperations:
         assert sorted(entry.name for entry in await conn.list()) == ["f0.txt", "f2.txt"]
         with pytest.raises(RemoteFileError, match="not_found"):
             await conn.download("f1.txt", tmp_path / "again.txt")
+
+    async def test_failed_download_leaves_no_part_file(
+        self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], tmp_path: Path
+    ) -> None:
+        """A download that fails once the data is written leaves neither the target nor a .part."""
+        _, handle = peer
+        conn = connect(handle)
+        await conn.upload("/f.txt", b"content")
+        target = tmp_path / "occupied"
+        target.mkdir()  # the final rename onto a directory fails
+        with pytest.raises(IsADirectoryError):
+            await conn.download("/f.txt", target)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["dropbox", "occupied", "tls"]
+        assert not any(target.iterdir())
