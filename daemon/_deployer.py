@@ -51,7 +51,9 @@ class FileState:
     """What the deployer knows of one file: queryable in-process and by the admin API.
 
     ``services`` are the names serving from this file now; after a failed
-    deploy they are the previous version's, still serving.
+    deploy they are the previous version's, still serving. ``name_clash``
+    marks a failure because another file holds one of its service names: the
+    file is retried when a name is freed.
     """
 
     path: Path
@@ -59,6 +61,7 @@ class FileState:
     services: tuple[str, ...] = ()
     error: str | None = None
     traceback: str | None = None
+    name_clash: bool = False
     changed_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
@@ -141,6 +144,7 @@ class Deployer:
         decides. A periodic rescan after no event therefore costs a listing.
         """
         async with self._lock:
+            owned = set(self._owners)
             listing = await trio.to_thread.run_sync(self._list, limiter=_LOADER_THREAD)
             wanted = {
                 p
@@ -157,13 +161,12 @@ class Deployer:
             parsed = {path: self._parse(path, sources[path]) for path in changed}
             local = {path.stem for path in listing}
             redeploy = changed | self._dependents({p.stem for p in changed | deleted}, local)
-            if deleted:  # a name clash may have been resolved by the removal
-                redeploy |= {p for p, s in self._states.items() if s.status == "failed"}
             sources |= await self._read(redeploy - sources.keys(), listing)
             redeploy &= sources.keys()  # any deleted since the listing go at the next rescan
             for path in redeploy - parsed.keys():
                 parsed[path] = self._parse(path, sources[path])
             await self._deploy_all({p: sources[p] for p in redeploy}, parsed, local)
+            await self._retry_name_clashes(owned, listing, local)
             self._rescanned.set()
             self._rescanned = trio.Event()
 
@@ -239,15 +242,35 @@ class Deployer:
             else:
                 await self._deploy(path, sources[path], outcome)
 
+    async def _retry_name_clashes(
+        self, owned: set[str], listing: dict[Path, tuple[int, int, int, int]], local: set[str]
+    ) -> None:
+        """Redeploy the files refused for a name clash, as long as names were freed.
+
+        A name is freed when its file is deleted or redeploys without it; a
+        retried file that deploys may free names of its own, hence the loop.
+        It ends: a round continues only if a retried file deployed, and a
+        deployed file is not retried.
+        """
+        while owned - set(self._owners):
+            owned = set(self._owners)
+            retry = {path for path, state in self._states.items() if state.name_clash}
+            sources = await self._read(retry, listing)
+            parsed = {path: self._parse(path, source) for path, source in sources.items()}
+            await self._deploy_all(sources, parsed, local)
+
     async def _deploy(self, path: Path, source: bytes, parsed: ParsedSource) -> None:
         started = time.perf_counter()
         try:
             loaded = await trio.to_thread.run_sync(
                 load_module, path, parsed, limiter=_LOADER_THREAD
             )
-            self._check_clashes(loaded)
         except DeployError as exc:
             self._fail(path, source, exc)
+            return
+        clash = self._name_clash(loaded)
+        if clash is not None:
+            self._fail(path, source, clash, name_clash=True)
             return
         old = self._states.get(path)
         old_names = old.services if old else ()
@@ -265,16 +288,20 @@ class Deployer:
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
-    def _check_clashes(self, loaded: LoadedModule) -> None:
+    def _name_clash(self, loaded: LoadedModule) -> DeployError | None:
+        """The error for a service name another file already serves, if any."""
         for service in loaded.services:
             owner = self._owners.get(service.name, loaded.path)
             if owner != loaded.path:
-                raise DeployError(
+                return DeployError(
                     f"{loaded.path.name}: service name {service.name!r} is already deployed"
                     f" from {owner.name}"
                 )
+        return None
 
-    def _fail(self, path: Path, source: bytes, error: DeployError) -> None:
+    def _fail(
+        self, path: Path, source: bytes, error: DeployError, *, name_clash: bool = False
+    ) -> None:
         old = self._states.get(path)
         self._digests[path] = _digest(source)
         self._states[path] = FileState(
@@ -283,6 +310,7 @@ class Deployer:
             services=old.services if old else (),
             error=str(error),
             traceback=error.details,
+            name_clash=name_clash,
         )
         log.error("service_file_failed", file=path.name, error=str(error), still_serving=bool(old))
 

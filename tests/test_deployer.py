@@ -125,6 +125,19 @@ class TestFailures:
         await until(daemon, lambda: file_state(daemon, "second.py").status == "deployed")  # type: ignore[union-attr]
         assert await deployed_value(daemon) == "second"
 
+    async def test_duplicate_is_deployed_once_its_owner_renames_the_service(
+        self, daemon: Daemon, write_service: WriteService
+    ) -> None:
+        """When the file holding a name redeploys without it, the file refused for it takes it."""
+        write_service("hello.py", hello("first"))
+        await until(daemon, lambda: "hello" in daemon.router)
+        write_service("second.py", hello("second"))
+        await until(daemon, lambda: file_state(daemon, "second.py"))
+        write_service("hello.py", hello("first").replace('"hello"', '"renamed"'))
+        await until(daemon, lambda: file_state(daemon, "second.py").status == "deployed")  # type: ignore[union-attr]
+        assert await deployed_value(daemon) == "second"
+        assert await daemon.router.invoke("renamed") == "first"
+
     @pytest.mark.parametrize(
         ("source", "expected"),
         [
