@@ -15,13 +15,12 @@ and in every other process on the same files, ``OutboxWriter(store, spool)``
 from __future__ import annotations
 
 from daemon.outbox._delivery import Deliver, Outbox, OutboxStats, OutboxWriter, WallClock
-from daemon.outbox._spool import IncomingFile, Spool, unavailable
+from daemon.outbox._spool import Spool, unavailable
 from daemon.outbox._sqlite import SqliteStore
 from daemon.outbox._store import Message, MessageState, Store, new_message_id
 
 __all__ = [
     "Deliver",
-    "IncomingFile",
     "Message",
     "MessageState",
     "Outbox",

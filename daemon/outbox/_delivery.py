@@ -122,7 +122,8 @@ class OutboxWriter:
         """Store a message for ``target`` durably and return its id.
 
         ``body`` is spooled; ``body_file`` is a file already written in the
-        spool's ``incoming/`` area (``Spool.incoming_file``), moved into place.
+        spool's ``incoming/`` area (a durable channel's ``receive_body`` streams
+        it there), moved into place.
         Raises OutboxUnavailable (nothing kept) when the disk, the database or
         the spool refuses the message, and TypeError when ``payload`` is not
         JSON-serialisable.

@@ -2,7 +2,7 @@
 
 Layout under the spool directory::
 
-    incoming/   bodies being written (a REST channel streams here); never final
+    incoming/   bodies being written (a durable REST channel streams here); never final
     bodies/     one file per accepted message, named by its id
 
 A body becomes final with fsync(file), rename into ``bodies/``, fsync(bodies/):
@@ -21,9 +21,8 @@ from __future__ import annotations
 import errno
 import io
 import os
-import secrets
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -71,25 +70,6 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
 
 
-class IncomingFile:
-    """A body being written into ``incoming/``; hand :attr:`path` to ``Outbox.accept``.
-
-    Writes are unbuffered, so the file on disk is complete whenever
-    :meth:`write` has returned.
-    """
-
-    def __init__(self, spool: Spool, path: Path, file: io.FileIO) -> None:
-        self._spool = spool
-        self._file = file
-        self.path = path
-        self.size = 0
-
-    async def write(self, data: bytes) -> None:
-        """Append ``data``; raises OutboxUnavailable when the disk refuses it."""
-        await self._spool._run(_write_all, self._file, data, path=self.path)
-        self.size += len(data)
-
-
 class Spool:
     """Body files of outbox messages, in one directory.
 
@@ -129,27 +109,6 @@ class Spool:
     def body_path(self, message_id: str) -> Path:
         """Return where the body of ``message_id`` is kept once accepted."""
         return self.bodies / message_id
-
-    @asynccontextmanager
-    async def incoming_file(self) -> AsyncIterator[IncomingFile]:
-        """Open a new empty file in ``incoming/`` for a body that arrives in pieces.
-
-        Leaving the block closes the file and removes it unless it was
-        committed (accepted) meanwhile. Raises OutboxUnavailable when the file
-        cannot be created.
-        """
-        path = self.incoming / f"{secrets.token_hex(12)}.part"
-        file = await self._run(io.FileIO, path, "xb", path=path)
-        try:
-            yield IncomingFile(self, path, file)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._close_and_remove, file, path)
-
-    @staticmethod
-    def _close_and_remove(file: io.FileIO, path: Path) -> None:
-        file.close()
-        _unlink_quietly(path)
 
     async def store_bytes(self, message_id: str, data: bytes) -> int:
         """Write ``data`` durably as the body of ``message_id``; return its size."""

@@ -103,14 +103,13 @@ class TestAccept:
         ]
 
     async def test_streamed_body_is_delivered(self, store: SqliteStore, spool: Spool) -> None:
-        """A body written into incoming/ piece by piece is accepted without a copy."""
+        """A body already written into incoming/ (a durable upload) is accepted without a copy."""
         target = Target()
         async with trio.open_nursery() as nursery:
             outbox = await start(nursery, store, spool, target)
-            async with spool.incoming_file() as incoming:
-                for piece in (b"part one, ", b"part two"):
-                    await incoming.write(piece)
-                await outbox.accept("svc.a", {}, body_file=incoming.path, cid="cid-1")
+            incoming = spool.incoming / "body-streamed"
+            incoming.write_bytes(b"part one, part two")
+            await outbox.accept("svc.a", {}, body_file=incoming, cid="cid-1")
             await outbox.wait_idle()
             nursery.cancel_scope.cancel()
         assert [body for _, body, _ in target.calls] == [b"part one, part two"]

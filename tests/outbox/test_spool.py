@@ -1,4 +1,4 @@
-"""Spool: durable body files, streamed incoming files, orphans, refused writes."""
+"""Spool: durable body files, files committed from incoming/, refused writes."""
 
 from __future__ import annotations
 
@@ -43,26 +43,13 @@ class TestBodies:
         assert spool.body_path("m1").read_bytes() == b"hello"
         assert files(spool.incoming) == []
 
-    async def test_streamed_file_is_committed_in_place(self, spool: Spool) -> None:
-        """Pieces written to an incoming file become the body once committed."""
-        async with spool.incoming_file() as incoming:
-            for piece in (b"abc", b"", b"defg"):
-                await incoming.write(piece)
-            assert incoming.size == 7
-            assert await spool.commit("m1", incoming.path) == 7
+    async def test_file_in_incoming_is_committed_in_place(self, spool: Spool) -> None:
+        """A file written into incoming/ (as receive_body does) becomes the body, renamed."""
+        incoming = spool.incoming / "body-abc"
+        incoming.write_bytes(b"abcdefg")
+        assert await spool.commit("m1", incoming) == 7
         assert spool.body_path("m1").read_bytes() == b"abcdefg"
         assert files(spool.incoming) == []
-
-    async def test_uncommitted_incoming_file_is_removed(self, spool: Spool) -> None:
-        """Leaving the block without a commit, normally or by an error, removes the file."""
-        async with spool.incoming_file() as incoming:
-            await incoming.write(b"abandoned")
-        with pytest.raises(ConnectionResetError):
-            async with spool.incoming_file() as incoming:
-                await incoming.write(b"client went away")
-                raise ConnectionResetError
-        assert files(spool.incoming) == []
-        assert files(spool.bodies) == []
 
     async def test_commit_takes_only_files_from_incoming(
         self, spool: Spool, tmp_path: Path
@@ -93,16 +80,6 @@ class TestRefusedWrites:
         assert files(spool.incoming) == []
         assert files(spool.bodies) == []
         assert await spool.store_bytes("m1", b"x" * (256 * 1024)) == 256 * 1024
-
-    async def test_streamed_write_refused_midway_leaves_no_file(self, spool: Spool) -> None:
-        """The same for a body streamed into incoming/."""
-        with pytest.raises(OutboxUnavailable) as caught:
-            async with spool.incoming_file() as incoming:
-                await incoming.write(b"x" * 1024)
-                with file_size_limit(64 * 1024):
-                    await incoming.write(b"x" * (256 * 1024))
-        assert caught.value.reason == "file size limit exceeded"
-        assert files(spool.incoming) == []
 
     async def test_spool_under_a_file_is_unavailable(self, tmp_path: Path) -> None:
         """A spool path through a regular file cannot be created."""
