@@ -190,6 +190,11 @@ class RestChannel:
             raise ValueError(
                 f"path: expected '/segment/{{param}}/...' of URL-safe characters, got {self.path!r}"
             )
+        params = [segment[1:-1] for segment in self.path.split("/") if segment.startswith("{")]
+        repeated = next((name for name in params if params.count(name) > 1), None)
+        if repeated is not None:
+            # The router names each parameter's regex group; a repeat would not compile.
+            raise ValueError(f"path: parameter {repeated!r} appears twice in {self.path!r}")
         if self.path.startswith(("/admin", "/metrics")):
             raise ValueError(f"path: {self.path!r} is reserved for the admin API and metrics")
         bad = [m for m in self.methods if m not in _HTTP_METHODS]

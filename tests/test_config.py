@@ -64,6 +64,10 @@ class TestErrors:
             (MINIMAL + '[log]\nlevel = "loud"\n', r"log\.level: expected one of 'debug'"),
             (MINIMAL + "[unknown]\n", r"unknown: unknown key; expected one of admin, channels"),
             ("[paths\n", r"invalid TOML"),
+            (
+                MINIMAL + '[[channels.rest]]\npath = "/a/{x}/{x}"\nservice = "s"\n',
+                r"channels\.rest\[0\]: path: parameter 'x' appears twice in '/a/\{x\}/\{x\}'",
+            ),
         ],
     )
     def test_error_names_file_key_and_expectation(
