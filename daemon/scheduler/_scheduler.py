@@ -98,9 +98,8 @@ class Scheduler:
     ``invoke(service, payload, timeout)`` performs one run. ``state_dir`` holds
     ``scheduler.json``. ``is_known_service`` tells whether a service is
     deployed; without it every service is assumed known. ``clock`` returns the
-    current wall-clock time as an aware UTC datetime.
-
-    Raises ConfigError when two jobs share a name.
+    current wall-clock time as an aware UTC datetime. Job names are unique:
+    the configuration (``SchedulerConfig``) refuses duplicates.
     """
 
     def __init__(
@@ -112,7 +111,7 @@ class Scheduler:
         is_known_service: Callable[[str], bool] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._config_specs = _by_name(jobs)
+        self._config_specs = {spec.name: spec for spec in jobs}
         self._invoke = invoke
         self._path = state_dir / "scheduler.json"
         self._is_known_service = is_known_service
@@ -243,11 +242,8 @@ class Scheduler:
         return self._status(job)
 
     def replace_all(self, specs: Iterable[JobSpec]) -> None:
-        """Replace the config jobs (on config reload); unchanged ones keep their state.
-
-        Raises ConfigError when two jobs share a name; nothing changes then.
-        """
-        new = _by_name(specs)
+        """Replace the config jobs (on config reload); unchanged ones keep their state."""
+        new = {spec.name: spec for spec in specs}
         for name, job in list(self._jobs.items()):
             if job.origin == "config" and name not in new:
                 _cancel_timer(job)
@@ -430,15 +426,6 @@ class Scheduler:
             last_error=state.last_error,
             last_duration=state.last_duration,
         )
-
-
-def _by_name(specs: Iterable[JobSpec]) -> dict[str, JobSpec]:
-    by_name: dict[str, JobSpec] = {}
-    for index, spec in enumerate(specs):
-        if spec.name in by_name:
-            raise ConfigError(f"scheduler.jobs[{index}].name: duplicate job name {spec.name!r}")
-        by_name[spec.name] = spec
-    return by_name
 
 
 def _renew(job: _Job, spec: JobSpec) -> None:

@@ -6,11 +6,13 @@ import json
 import re
 import tomllib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from daemon import load_config
 from daemon.exceptions import ConfigError
 from daemon.scheduler import JobSpec, next_run
 
@@ -143,6 +145,18 @@ class TestFromMappingErrors:
         """A job that is not a table is rejected as a whole."""
         with pytest.raises(ConfigError, match=rf"^{WHERE_RE}: expected a table"):
             JobSpec.from_mapping(["job"], where=WHERE)  # type: ignore[arg-type]
+
+
+class TestConfigJobs:
+    """``[[scheduler.jobs]]`` in the configuration file."""
+
+    def test_duplicate_names_are_refused(self, tmp_path: Path) -> None:
+        """Two config jobs of one name stop loading; the scheduler relies on unique names."""
+        path = tmp_path / "hotwire.toml"
+        job = '[[scheduler.jobs]]\nname = "same"\nservice = "svc"\ninterval = "1m"\n'
+        path.write_text('[paths]\nservices = "services"\nstate = "state"\n' + job + job)
+        with pytest.raises(ConfigError, match="jobs: each name must be unique, 'same' is used"):
+            load_config(path)
 
 
 class TestNextRunInterval:

@@ -437,8 +437,6 @@ class TestAdmin:
         assert (statuses["same"].runs, statuses["changed"].runs) == (3, 0)
         assert statuses["changed"].next_run == utc("2026-01-01T01:00:00")
         assert statuses["changed"].last_status == "ok"
-        with pytest.raises(ConfigError, match="duplicate job name 'same'"):
-            sched.replace_all([same, same])
 
 
 class TestRestart:
