@@ -27,6 +27,8 @@ import io
 import os
 import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import dropbox
@@ -68,7 +70,7 @@ class DropboxConnection:
     ) -> None:
         self.name = name
         self.config = config
-        self._endpoint = endpoint
+        self._target = _Target.of(name, config, endpoint)
         self._limiter = trio.CapacityLimiter(config.concurrency)
         self._token_override = token
         self.client = self._build_client()
@@ -93,17 +95,17 @@ class DropboxConnection:
 
     def describe(self) -> dict[str, Any]:
         """For the admin API: settings, and each secret only as set or unset."""
-        c = self.config
+        c, target = self.config, self._target
         return {
             "kind": "cloud.dropbox",
             "name": self.name,
             "user_agent": c.user_agent,
             "emulator": c.emulator,
-            "api_host": self._endpoint.api_host if self._endpoint else c.api_host,
-            "content_host": self._endpoint.content_host if self._endpoint else c.content_host,
+            "api_host": target.api_host,
+            "content_host": target.content_host,
             "default_directory": c.default_directory,
             "secrets": {
-                "token": "set" if (self._token_override or c.token or self._endpoint) else "unset",
+                "token": "set" if (self._token_override or target.token) else "unset",
                 "refresh_token": "set" if c.refresh_token else "unset",
                 "app_secret": "set" if c.app_secret else "unset",
             },
@@ -157,36 +159,19 @@ class DropboxConnection:
     # -- blocking work, in threads ----------------------------------------------------
 
     def _build_client(self) -> Any:
-        c = self.config
-        if c.emulator:
-            if self._endpoint is None:
-                raise ConfigError(
-                    f"cloud.dropbox.{self.name!r}: emulator = true, "
-                    "but [emulators.dropbox] is not enabled"
-                )
-            return build_dropbox_client(
-                user_agent=c.user_agent,
-                token=self._token_override or self._endpoint.token,
-                timeout=c.timeout,
-                api_host=self._endpoint.api_host,
-                content_host=self._endpoint.content_host,
-                ca_certs=self._endpoint.ca_path,
-            )
-        token = self._token_override or (c.token.reveal() if c.token else None)
+        c, target = self.config, self._target
         return build_dropbox_client(
             user_agent=c.user_agent,
-            token=token,
-            refresh_token=None
-            if self._token_override or not c.refresh_token
-            else c.refresh_token.reveal(),
-            app_key=c.app_key,
-            app_secret=c.app_secret.reveal() if c.app_secret else None,
+            token=self._token_override or target.token,
+            refresh_token=None if self._token_override else target.refresh_token,
+            app_key=target.app_key,
+            app_secret=target.app_secret,
             timeout=c.timeout,
             max_retries_on_error=c.max_retries_on_error,
             max_retries_on_rate_limit=c.max_retries_on_rate_limit,
-            api_host=c.api_host,
-            content_host=c.content_host,
-            ca_certs=c.ca_certs,
+            api_host=target.api_host,
+            content_host=target.content_host,
+            ca_certs=target.ca_certs,
         )
 
     def _upload(self, path: str, source: Source, mode: WriteModeName) -> Any:
@@ -231,6 +216,49 @@ class DropboxConnection:
     def _download(self, path: str, local_file: str) -> Any:
         with replaced_when_complete(local_file) as part:
             return self.client.files_download_to_file(os.fspath(part), path)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a connection's client goes and the credentials it shows there.
+
+    The embedded emulator's endpoint for ``emulator = true``, else what the
+    configuration says; every other setting comes from the configuration in
+    both cases.
+    """
+
+    api_host: str | None
+    content_host: str | None
+    ca_certs: Path | None
+    token: str | None
+    refresh_token: str | None = None
+    app_key: str | None = None
+    app_secret: str | None = None
+
+    @classmethod
+    def of(
+        cls, name: str, config: DropboxConnectionConfig, endpoint: DropboxEndpoint | None
+    ) -> _Target:
+        if not config.emulator:
+            return cls(
+                api_host=config.api_host,
+                content_host=config.content_host,
+                ca_certs=config.ca_certs,
+                token=config.token.reveal() if config.token else None,
+                refresh_token=config.refresh_token.reveal() if config.refresh_token else None,
+                app_key=config.app_key,
+                app_secret=config.app_secret.reveal() if config.app_secret else None,
+            )
+        if endpoint is None:
+            raise ConfigError(
+                f"cloud.dropbox.{name!r}: emulator = true, but [emulators.dropbox] is not enabled"
+            )
+        return cls(
+            api_host=endpoint.api_host,
+            content_host=endpoint.content_host,
+            ca_certs=endpoint.ca_path,
+            token=endpoint.token,
+        )
 
 
 def _hash(data: bytes) -> str:

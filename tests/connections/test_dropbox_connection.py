@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from daemon._config import DropboxConnectionConfig
-from daemon.connections import DropboxConnection
+from daemon.connections import DropboxConnection, DropboxEndpoint
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
 from daemon.exceptions import ConnectionFailed, RemoteFileError
 
@@ -191,6 +191,55 @@ class TestCredentials:
             await conn.upload("/x.txt", b"x")
         conn.set_token(TOKEN)
         assert (await conn.upload("/x.txt", b"x")).size == 1
+
+
+class TestEmulatorConnection:
+    """``emulator = true``: the embedded emulator's endpoint, with the connection's own settings."""
+
+    async def test_configured_retries_are_honoured(
+        self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
+    ) -> None:
+        emulator, handle = peer
+        conn = DropboxConnection(
+            "Emulated",
+            DropboxConnectionConfig(
+                user_agent="hotwire-test/1.0", emulator=True, max_retries_on_error=0
+            ),
+            endpoint=endpoint_of(handle),
+        )
+        emulator.faults.fail_next(1, 503)
+        with pytest.raises(ConnectionFailed):
+            await conn.upload("/once.txt", b"x")
+        assert [r.status for r in emulator.requests] == [503]
+
+    async def test_describe_names_the_hosts_used(
+        self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
+    ) -> None:
+        """The emulator's hosts for an emulated connection; its own for any other."""
+        _, handle = peer
+        endpoint = endpoint_of(handle)
+        emulated = DropboxConnection(
+            "Emulated",
+            DropboxConnectionConfig(user_agent="hotwire-test/1.0", emulator=True),
+            endpoint=endpoint,
+        )
+        real = DropboxConnection(
+            "Real",
+            DropboxConnectionConfig(
+                user_agent="hotwire-test/1.0", app_key="key", refresh_token=_secret("refresh")
+            ),
+            endpoint=endpoint,
+        )
+        assert emulated.describe()["api_host"] == handle.api_host
+        assert emulated.describe()["secrets"]["token"] == "set"
+        assert real.describe()["api_host"] is None
+        assert real.describe()["content_host"] is None
+        assert real.describe()["secrets"]["token"] == "unset"
+
+
+def endpoint_of(handle: DropboxEmulatorHandle) -> DropboxEndpoint:
+    """The endpoint the daemon hands connections when the emulator is embedded."""
+    return DropboxEndpoint(handle.api_host, handle.content_host, handle.ca_path, TOKEN)
 
 
 class TestOtherOperations:
