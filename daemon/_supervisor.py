@@ -130,6 +130,15 @@ class _Worker:
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    def expect_ready(self) -> None:
+        """Wait for a new READY=1 from now on (after a death or a reload).
+
+        Only an event that has fired is replaced: a task may already be
+        waiting on one that has not, and must be woken by the next READY=1.
+        """
+        if self.ready.is_set():
+            self.ready = trio.Event()
+
     def signal(self, signum: int) -> None:
         if self.alive:
             assert self.process is not None
@@ -201,7 +210,7 @@ class Supervisor:
         """Forward SIGHUP; READY=1 once every worker has reported ready again."""
         systemd.notify(systemd.reloading_message())
         for worker in self._workers:
-            worker.ready = trio.Event()
+            worker.expect_ready()
             worker.signal(signal.SIGHUP)
         with trio.move_on_after(_RELOAD_TIMEOUT) as waiting:
             for worker in self._workers:
@@ -229,7 +238,7 @@ class Supervisor:
             if self._stopping:
                 log.info("worker_stopped", worker=worker.index, code=code)
                 return
-            worker.ready = trio.Event()
+            worker.expect_ready()
             if trio.current_time() - started > _LIVED_LONG:
                 delay = _RESTART_DELAY[0]
             log.error("worker_died", worker=worker.index, code=code, restart_in=delay)

@@ -123,6 +123,49 @@ async def test_notify_watchdog_reload_and_stop(
     assert "config_reload_failed" in (tmp_path / "daemon.log").read_text()
 
 
+# Worker 0 (the one the supervisor waits on first) dies deploying it, before READY=1, once.
+DIES_ONCE = """
+import os
+import sys
+
+def first_time():
+    try:
+        os.close(os.open(MARKER, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+if sys.argv[sys.argv.index("--index") + 1] == "0" and first_time():
+    os._exit(3)
+"""
+
+
+async def test_supervisor_ready_after_a_worker_died_before_ready(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """A worker dying before its first READY=1 is started again; then the supervisor is ready."""
+    config = write_config(tmp_path, free_port(), ["/api/a"], workers=2)
+    marker = tmp_path / "died"
+    (tmp_path / "services" / "dies.py").write_text(DIES_ONCE.replace("MARKER", repr(str(marker))))
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    with (tmp_path / "daemon.log").open("wb") as log:
+        process = await trio.lowlevel.open_process(
+            [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+        )
+    try:
+        with trio.fail_after(20):
+            assert (await notifications.next()).startswith("READY=1\nSTATUS=2 workers")
+        assert marker.exists()
+        assert "worker_died" in (tmp_path / "daemon.log").read_text()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 @pytest.mark.skipif(
     shutil.which("systemd-socket-activate") is None, reason="no systemd-socket-activate"
 )
