@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 import trio
 
-from ..exceptions import ConfigError, JobConflict, JobNotFound
+from ..exceptions import ConfigError, JobConflict, JobNotFound, ServiceNotFound
 from ._jobs import JobSpec, next_run
 from ._state import JobState, Origin, Status, StoredJob, dump_state, load_state, write_state
 
@@ -95,11 +95,13 @@ class _Job(StoredJob):
 class Scheduler:
     """Runs jobs on their schedules by invoking services by name.
 
-    ``invoke(service, payload, timeout)`` performs one run. ``state_dir`` holds
-    ``scheduler.json``. ``is_known_service`` tells whether a service is
-    deployed; without it every service is assumed known. ``clock`` returns the
-    current wall-clock time as an aware UTC datetime. Job names are unique:
-    the configuration (``SchedulerConfig``) refuses duplicates.
+    ``invoke(service, payload, timeout)`` performs one run and raises
+    ServiceNotFound, as the router does, when the service is not deployed.
+    ``state_dir`` holds ``scheduler.json``. ``is_known_service`` tells whether
+    a service is deployed, to refuse admin jobs naming another; without it
+    every service is assumed known. ``clock`` returns the current wall-clock
+    time as an aware UTC datetime. Job names are unique: the configuration
+    (``SchedulerConfig``) refuses duplicates.
     """
 
     def __init__(
@@ -348,14 +350,17 @@ class Scheduler:
         error: str | None = None
         log.info("job_started", job=spec.name, service=spec.service)
         try:
-            if self._is_known_service is not None and not self._is_known_service(spec.service):
-                status, error = "failed", f"service {spec.service!r} is not deployed"
-                log.error("job_service_unknown", job=spec.name, service=spec.service)
-            else:
-                await self._invoke(spec.service, spec.payload, spec.timeout)
+            await self._invoke(spec.service, spec.payload, spec.timeout)
         except Exception as exc:  # the error boundary: a failing run must not stop its job
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("job_failed", job=spec.name, service=spec.service, error=error, exc_info=exc)
+            status = "failed"
+            if isinstance(exc, ServiceNotFound) and exc.name == spec.service:
+                error = f"service {spec.service!r} is not deployed"
+                log.error("job_service_unknown", job=spec.name, service=spec.service)
+            else:  # the service failed, possibly calling another one that is missing
+                error = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "job_failed", job=spec.name, service=spec.service, error=error, exc_info=exc
+                )
         finally:
             self._running.discard(spec.name)
             if finished is not None:

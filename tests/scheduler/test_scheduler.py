@@ -14,7 +14,7 @@ import trio
 from structlog.testing import capture_logs
 from trio.testing import MockClock
 
-from daemon.exceptions import ConfigError, JobConflict, JobNotFound
+from daemon.exceptions import ConfigError, JobConflict, JobNotFound, ServiceNotFound
 from daemon.scheduler import JobSpec, Scheduler
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -43,17 +43,25 @@ class WallClock:
 
 
 class Service:
-    """The invoke boundary: records each call, optionally slow or failing."""
+    """The invoke boundary: records each call, optionally slow, failing or not deployed.
 
-    def __init__(self, clock: WallClock, *, duration: float = 0.0, fail: bool = False) -> None:
+    Not deployed, it raises ServiceNotFound as the router does, and records nothing.
+    """
+
+    def __init__(
+        self, clock: WallClock, *, duration: float = 0.0, fail: bool = False, deployed: bool = True
+    ) -> None:
         self.clock = clock
         self.duration = duration
         self.fail = fail
+        self.deployed = deployed
         self.calls: list[tuple[datetime, str, Any, float | None]] = []
         self.active = 0
         self.most_active = 0
 
     async def invoke(self, service: str, payload: Any, time_limit: float | None) -> None:
+        if not self.deployed:
+            raise ServiceNotFound(service)
         self.calls.append((self.clock(), service, payload, time_limit))
         self.active += 1
         self.most_active = max(self.most_active, self.active)
@@ -296,15 +304,35 @@ class TestRuns:
     ) -> None:
         """A job naming an undeployed service logs a clear error and invokes nothing."""
         clock = WallClock(utc("2026-01-01T00:00:00"))
-        service = Service(clock)
+        service = Service(clock, deployed=False)
         spec = job(interval="10s", start="2026-01-01T00:00:00")
-        sched = scheduler([spec], service, tmp_path, is_known_service=lambda name: False)
+        sched = scheduler([spec], service, tmp_path)
         await nursery.start(sched.run)
         with capture_logs() as logs:
             await trio.sleep(15)
         assert service.calls == []
         assert len(events(logs, "job_service_unknown")) == 2
         assert sched.get("job").last_error == "service 'svc' is not deployed"
+
+    async def test_missing_service_called_by_the_job_is_a_failure(
+        self, autojump_clock: MockClock, nursery: trio.Nursery, tmp_path: Path
+    ) -> None:
+        """The job's service calling one that is not deployed fails the run like any error."""
+        clock = WallClock(utc("2026-01-01T00:00:00"))
+
+        async def invoke(service: str, payload: Any, time_limit: float | None) -> None:
+            raise ServiceNotFound("other")  # what the router raises for svc's own call
+
+        spec = job(interval="10s", start="2026-01-01T00:00:00")
+        sched = Scheduler([spec], invoke=invoke, state_dir=tmp_path, clock=clock)
+        await nursery.start(sched.run)
+        with capture_logs() as logs:
+            await trio.sleep(5)
+        assert events(logs, "job_service_unknown") == []
+        [failed] = events(logs, "job_failed")
+        error = "ServiceNotFound: no service named 'other' is deployed"
+        assert (failed["service"], failed["error"]) == ("svc", error)
+        assert sched.get("job").last_error == error
 
 
 class TestAdmin:
