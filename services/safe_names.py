@@ -6,11 +6,14 @@ MAX_NAME_BYTES = 255
 
 
 def checked_file_name(name):
-    """Return ``name`` if it is safe to use as a Dropbox path below the root, else raise.
+    """Return ``name`` without outer "/" if it is safe as a Dropbox path below the root, else raise.
 
-    InvalidInput becomes a 400 at a REST channel, with this message.
+    The "/" are stripped before the checks, so that "/" alone is refused as
+    empty rather than naming the root. InvalidInput becomes a 400 at a REST
+    channel, with this message.
     """
-    if not name or not name.strip():
+    name = (name or "").strip("/")
+    if not name.strip():
         raise InvalidInput("file_name must not be empty")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise InvalidInput(f"file_name must be at most {MAX_NAME_BYTES} bytes in UTF-8")
@@ -18,4 +21,4 @@ def checked_file_name(name):
         raise InvalidInput("file_name must not contain control characters")
     if any(part in ("..", ".") for part in name.replace("\\", "/").split("/")):
         raise InvalidInput("file_name must not contain '.' or '..' path segments")
-    return name.strip("/")
+    return name

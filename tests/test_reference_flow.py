@@ -105,12 +105,14 @@ async def test_upload_lands_in_the_embedded_emulator(tmp_path: Path) -> None:
     ("name", "reason"),
     [
         ("", "must not be empty"),
+        ("/", "must not be empty"),
+        ("//", "must not be empty"),
         ("../escape.txt", "'..'"),
         ("a/../../b", "'..'"),
         ("bad\x01name", "control characters"),
         ("x" * 256, "at most 255 bytes"),
     ],
-    ids=["empty", "dotdot", "nested-dotdot", "control", "too-long"],
+    ids=["empty", "slash", "slashes", "dotdot", "nested-dotdot", "control", "too-long"],
 )
 async def test_unsafe_file_names_are_refused(
     pointed: Daemon, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], name: str, reason: str
