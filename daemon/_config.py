@@ -387,6 +387,21 @@ class Config:
     emulators: EmulatorsConfig = field(default_factory=EmulatorsConfig)
     source: Path = field(default=Path("<memory>"), init=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # Checked here so `hotwire check` and a reload refuse it, not the first use.
+        emulated = [
+            (f"cloud.dropbox.{name!r}", "dropbox", self.emulators.dropbox.enabled)
+            for name, dropbox in self.cloud.dropbox.items()
+            if dropbox.emulator
+        ] + [
+            (f"outgoing.ftp.{name!r}", "ftp", self.emulators.ftp.enabled)
+            for name, ftp in self.outgoing.ftp.items()
+            if ftp.emulator
+        ]
+        for key, kind, enabled in emulated:
+            if not enabled:
+                raise ValueError(f"{key}: emulator = true, but [emulators.{kind}] is not enabled")
+
     def with_server(self, **changes: Any) -> Config:
         """A copy with some ``[server]`` settings changed; the source file is kept."""
         config = dataclasses.replace(self, server=dataclasses.replace(self.server, **changes))

@@ -47,7 +47,9 @@ class Context:
         return self.file.parent
 
     def error(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.key}: {message}")
+        """A ConfigError naming the file and, below the top level, the key."""
+        where = f"{self.file}: {self.key}" if self.key else str(self.file)
+        return ConfigError(f"{where}: {message}")
 
 
 def build(cls: type[T], data: Any, context: Context) -> T:

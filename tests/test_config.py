@@ -79,6 +79,25 @@ class TestErrors:
             load_config(path)
         assert str(path) in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("table", "required", "kind"),
+        [("cloud.dropbox", 'user_agent = "ua"\n', "dropbox"), ("outgoing.ftp", "", "ftp")],
+        ids=["dropbox", "ftp"],
+    )
+    def test_emulated_connection_needs_its_emulator_enabled(
+        self, tmp_path: Path, table: str, required: str, kind: str
+    ) -> None:
+        """emulator = true without [emulators.KIND] enabled is refused at load, not at run."""
+        text = f'{MINIMAL}[{table}."Box"]\n{required}emulator = true\n'
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == (
+            f"{path}: {table}.'Box': emulator = true, but [emulators.{kind}] is not enabled"
+        )
+        enabled = load_config(write(tmp_path, f"{text}[emulators.{kind}]\nenabled = true\n"))
+        assert getattr(enabled.emulators, kind).enabled
+
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="configuration file not found"):
             load_config(tmp_path / "absent.toml")
