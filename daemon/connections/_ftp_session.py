@@ -65,10 +65,9 @@ def list_names(session: Session, path: str) -> list[str]:
 def list_info(session: Session, path: str) -> dict[str, FileInfo]:
     """Entries of the directory ``path``: one MLSD, else NLST plus SIZE and MDTM per entry."""
     if not session.mlst:
-        return {
-            name: _stat_fallback(session.ftp, posixpath.join(path, name))
-            for name in list_names(session, path)
-        }
+        names = list_names(session, path)
+        _binary_mode(session.ftp)
+        return {name: _size_and_mtime(session.ftp, posixpath.join(path, name)) for name in names}
     return {
         name: _info_from_facts(facts)
         for name, facts in session.ftp.mlsd(path)
@@ -79,7 +78,8 @@ def list_info(session: Session, path: str) -> dict[str, FileInfo]:
 def info(session: Session, path: str) -> FileInfo:
     """Size and mtime of ``path``: MLST, else SIZE and MDTM."""
     if not session.mlst:
-        return _stat_fallback(session.ftp, path)
+        _binary_mode(session.ftp)
+        return _size_and_mtime(session.ftp, path)
     # The facts come on the control connection: " type=file;size=11;modify=...; /a.txt"
     reply = session.ftp.sendcmd(f"MLST {path}")
     line = next(line for line in reply.splitlines()[1:] if line.startswith(" "))
@@ -134,9 +134,13 @@ def _info_from_facts(facts: dict[str, str]) -> FileInfo:
     )
 
 
-def _stat_fallback(ftp: ftplib.FTP, path: str) -> FileInfo:
-    """SIZE and MDTM, for servers without MLST."""
-    ftp.voidcmd("TYPE I")  # SIZE is refused in ASCII mode, where a listing left us
+def _binary_mode(ftp: ftplib.FTP) -> None:
+    """TYPE I before SIZE, which is refused in ASCII mode, where a listing (NLST) leaves us."""
+    ftp.voidcmd("TYPE I")
+
+
+def _size_and_mtime(ftp: ftplib.FTP, path: str) -> FileInfo:
+    """SIZE and MDTM, for servers without MLST; the session must be in binary mode."""
     try:
         size = ftp.size(path)
     except ftplib.error_perm:
