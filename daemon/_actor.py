@@ -128,7 +128,6 @@ class Actor:
         self.closed = trio.Event()
         # Messages in progress, in workers or inline, never exceed concurrency.
         self._slots = trio.Semaphore(service.concurrency)
-        self._closing = False
 
     @property
     def queued(self) -> int:
@@ -151,7 +150,6 @@ class Actor:
         Callers blocked on a full mailbox get ClosedResourceError and go back
         to the router, which hands them the service's new version.
         """
-        self._closing = True
         self._send.close()
 
     def can_run_inline(self) -> bool:
@@ -161,7 +159,7 @@ class Actor:
         free: the caller then skips two task switches, which are most of an
         invoke's cost, and the concurrency limit holds all the same.
         """
-        return not self._closing and self._slots.value > 0 and self.queued == 0
+        return self._slots.value > 0 and self.queued == 0
 
     async def process_inline(self, message: Message, timeout: float | None) -> bool:
         """Run ``message`` in the calling task; True if ``timeout`` ran out first.

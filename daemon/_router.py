@@ -109,8 +109,9 @@ class Router:
         What channels use; raises as `invoke` does. When the service has a
         free slot and an empty mailbox, the message runs in this task.
         """
+        # An actor in the table is open: swap and close take actors out before closing them.
         actor = self._actors.get(name)
-        if actor is not None and not self._closing and actor.can_run_inline():
+        if actor is not None and actor.can_run_inline():
             if await actor.process_inline(message, timeout):
                 raise InvokeTimeout(name, timeout or 0)
             return self._outcome(name, message)
