@@ -41,11 +41,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +51,7 @@ import structlog
 import trio
 
 from daemon.exceptions import OutboxUnavailable
-from daemon.outbox._spool import Spool, unavailable
+from daemon.outbox._spool import Spool
 from daemon.outbox._store import Message, MessageState, Store, new_message_id
 
 log = structlog.get_logger(__name__)
@@ -253,7 +251,6 @@ class Outbox(OutboxWriter):
         self._poll_interval = poll_interval
         self._incoming_max_age = incoming_max_age
         self._body_max_age = body_max_age
-        self._files = trio.CapacityLimiter(1)
         self._wake = trio.Event()
         self._idle = trio.Event()
         self._settled = trio.Event()
@@ -402,34 +399,9 @@ class Outbox(OutboxWriter):
     async def _remove_orphans(self) -> int:
         """Remove the spool files no message needs, old enough to be nobody's work in progress."""
         spool = self._spool
-        try:
-            incoming, bodies = await trio.to_thread.run_sync(
-                lambda: (
-                    _files_older_than(spool.incoming, self._incoming_max_age),
-                    _files_older_than(spool.bodies, self._body_max_age),
-                ),
-                limiter=self._files,
-            )
-            keep = await self._store.body_ids()  # after the listing: see the module docstring
-            orphans = incoming + [path for path in bodies if path.name not in keep]
-            await trio.to_thread.run_sync(_remove_files, orphans, limiter=self._files)
-        except OSError as exc:
-            raise unavailable(exc, spool.directory) from exc
+        incoming = await spool.old_files(spool.incoming, self._incoming_max_age)
+        bodies = await spool.old_files(spool.bodies, self._body_max_age)
+        keep = await self._store.body_ids()  # after the listing: see the module docstring
+        orphans = incoming + [path for path in bodies if path.name not in keep]
+        await spool.remove(orphans)
         return len(orphans)
-
-
-def _files_older_than(directory: Path, max_age: float) -> list[Path]:
-    """Return the files in ``directory`` not written or renamed for ``max_age`` seconds."""
-    limit = time.time() - max_age  # file times are the real clock's, whatever ours is
-    old = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            with suppress(FileNotFoundError):  # removed by its owner since the listing
-                if entry.stat().st_ctime <= limit:
-                    old.append(Path(entry.path))
-    return old
-
-
-def _remove_files(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)

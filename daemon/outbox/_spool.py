@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -65,9 +66,21 @@ def _write_all(file: io.FileIO, data: bytes) -> None:
         view = view[written or 0 :]
 
 
-def _unlink_quietly(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        path.unlink()
+def _files_older_than(directory: Path, max_age: float) -> list[Path]:
+    """Return the files in ``directory`` not written or renamed for ``max_age`` seconds."""
+    limit = time.time() - max_age  # file times are the real clock's, whatever ours is
+    old = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            with suppress(FileNotFoundError):  # removed by its owner since the listing
+                if entry.stat().st_ctime <= limit:
+                    old.append(Path(entry.path))
+    return old
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 class Spool:
@@ -121,7 +134,7 @@ class Spool:
                 _write_all(file, data)
             return self._commit(temporary, message_id)
         except BaseException:
-            _unlink_quietly(temporary)
+            temporary.unlink(missing_ok=True)
             raise
 
     async def commit(self, message_id: str, incoming: Path) -> int:
@@ -146,11 +159,22 @@ class Spool:
         try:
             _fsync_directory(self.bodies)
         except BaseException:
-            _unlink_quietly(final)
+            final.unlink(missing_ok=True)
             raise
         return size
 
     async def discard(self, message_id: str) -> None:
         """Remove the body of ``message_id`` if there is one."""
         path = self.body_path(message_id)
-        await self._run(_unlink_quietly, path, path=path)
+        await self._run(_remove_files, [path], path=path)
+
+    async def old_files(self, directory: Path, max_age: float) -> list[Path]:
+        """Return the files in ``directory`` (``incoming`` or ``bodies``) untouched for a while.
+
+        Untouched: not written or renamed (the file's ctime) for ``max_age`` seconds.
+        """
+        return await self._run(_files_older_than, directory, max_age, path=directory)
+
+    async def remove(self, paths: list[Path]) -> None:
+        """Remove the spool files ``paths``; one already gone is no error."""
+        await self._run(_remove_files, paths, path=self.directory)
