@@ -39,7 +39,14 @@ class Bunch(Mapping[str, Any]):
     __slots__ = ("_data",)
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", dict(data))
+        self._data = dict(data)
+
+    @classmethod
+    def _adopt(cls, data: dict[str, Any]) -> Bunch:
+        """A Bunch over ``data`` itself, without a copy: for a dict just built for it."""
+        bunch = cls.__new__(cls)
+        bunch._data = data
+        return bunch
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -151,7 +158,7 @@ class SimpleIODeclaration:
         data = dict(payload)
         for name in self.input_optional:
             data.setdefault(name, None)
-        return Bunch(data)
+        return Bunch._adopt(data)
 
     def check_output(self, service_name: str, payload: Any) -> None:
         """Raise InvalidOutput if a required output field is absent."""
