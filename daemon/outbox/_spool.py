@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import trio
 
+from daemon._fsync import fsync_directory
 from daemon.exceptions import OutboxUnavailable
 
 _T = TypeVar("_T")
@@ -49,14 +50,6 @@ def unavailable(exc: OSError, path: Path) -> OutboxUnavailable:
     """Translate an OSError from spool I/O into OutboxUnavailable with a short reason."""
     reason = _REASONS.get(exc.errno or 0, "spool I/O error")
     return OutboxUnavailable(reason, f"{path}: {exc.strerror or exc}")
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(file: io.FileIO, data: bytes) -> None:
@@ -109,9 +102,9 @@ class Spool:
         for directory in (self.incoming, self.bodies):
             directory.mkdir(parents=True, exist_ok=True)
         # The directory entries must be on disk before a body inside them counts as durable.
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         if created:
-            _fsync_directory(self.directory.parent)
+            fsync_directory(self.directory.parent)
 
     async def _run(self, function: Callable[..., _T], *args: object, path: Path) -> _T:
         try:
@@ -157,7 +150,7 @@ class Spool:
         final = self.body_path(message_id)
         os.rename(temporary, final)
         try:
-            _fsync_directory(self.bodies)
+            fsync_directory(self.bodies)
         except BaseException:
             final.unlink(missing_ok=True)
             raise

@@ -50,8 +50,8 @@ from typing import Any, Self, TypeVar
 
 import trio
 
+from daemon._fsync import fsync_directory
 from daemon.exceptions import OutboxUnavailable
-from daemon.outbox._spool import _fsync_directory
 from daemon.outbox._store import Message, MessageState
 
 _T = TypeVar("_T")
@@ -163,7 +163,7 @@ class SqliteStore:
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
         if created:
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
     async def aclose(self) -> None:
         """Close the connection (after any call in progress)."""

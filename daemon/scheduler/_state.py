@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .._fsync import fsync_directory
 from ..exceptions import ConfigError
 from ._jobs import JobSpec
 
@@ -126,12 +127,7 @@ def write_state(path: Path, document: dict[str, Any]) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    # The rename is durable only once the directory entry is on disk.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)  # the rename is durable only once the entry is on disk
 
 
 def _iso(value: datetime | None) -> str | None:
