@@ -9,9 +9,10 @@ with ``ca_certs`` keeps trusting the emulator across restarts.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ._private_files import write_private
 
 _IDENTITIES = ("localhost", "127.0.0.1", "::1")
 
@@ -43,14 +44,8 @@ def ensure_local_certificate(directory: Path) -> LocalCertificate:
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="Hotwire local CA")
     leaf = ca.issue_cert(*_IDENTITIES)
-    _write_private(paths.key_path, leaf.private_key_pem.bytes())
+    write_private(paths.key_path, leaf.private_key_pem.bytes())
     paths.cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     # The CA goes last: its presence marks the set as complete.
     paths.ca_path.write_bytes(ca.cert_pem.bytes())
     return paths
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)

@@ -9,13 +9,13 @@ configuration from then on, across restarts, as Zato's "change token" does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from .._config import Config, FtpConnectionConfig
+from .._private_files import write_private
 from .._service import Bunch
 from ..exceptions import ConfigError
 from ._ftp import FtpConnection
@@ -74,11 +74,7 @@ class Connections:
             raise LookupError(f"no connection {kind}/{name} takes a secret")
         path = self._secret_path(kind, name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(secret)
-        os.replace(temporary, path)
+        write_private(path, secret.encode())
         self.dropbox[name].set_token(secret)
         log.info("connection_secret_changed", kind=kind, connection=name)
 

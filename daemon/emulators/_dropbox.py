@@ -11,8 +11,6 @@ through ``DropboxEmulator.faults`` and read ``DropboxEmulator.requests``.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import hypercorn.trio
 import structlog
 import trio
 
+from .._private_files import read_or_create_token
 from .._tls import ensure_local_certificate
 from ._dropbox_auth import Tokens
 from ._dropbox_faults import REQUEST_RECORD_SIZE, Faults, RecordedRequest
@@ -166,18 +165,8 @@ async def serve_standalone(
     """
     if not tokens:
         token_path = state_dir / "dropbox-emulator.token"
-        tokens = [await trio.to_thread.run_sync(_ensure_token, token_path)]
+        token, _ = await trio.to_thread.run_sync(read_or_create_token, token_path)
+        tokens = [token]
         log.info("dropbox_emulator_token", path=str(token_path))
     emulator = DropboxEmulator(root, tls_dir=state_dir / "tls", port=port, access_tokens=tokens)
     await emulator.run()
-
-
-def _ensure_token(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(token + "\n")
-    return token

@@ -8,13 +8,12 @@ the file, never the token. ``hotwire invoke`` reads it from the same place.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import structlog
 
 from .._config import Config
+from .._private_files import read_or_create_token, read_token
 
 __all__ = ["admin_token", "token_path"]
 
@@ -30,18 +29,9 @@ def admin_token(config: Config, *, create: bool = True) -> str | None:
     if config.admin.token is not None:
         return config.admin.token.reveal()
     path = token_path(config)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        if not create:
-            return None
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker made it a moment ago
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as file:
-        file.write(token + "\n")
-    log.info("admin_token_generated", path=str(path))
+    if not create:
+        return read_token(path)
+    token, created = read_or_create_token(path)
+    if created:
+        log.info("admin_token_generated", path=str(path))
     return token
