@@ -64,7 +64,6 @@ class LoadedModule:
     """One loaded version of a service file and the service classes it defines."""
 
     path: Path
-    module: types.ModuleType
     services: tuple[type[Service], ...]
 
 
@@ -134,7 +133,7 @@ def load_module(path: Path, parsed: ParsedSource) -> LoadedModule:
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt, SystemExit and friends are not deploy errors
         raise _failure(path, exc) from exc
-    return LoadedModule(path, module, services)
+    return LoadedModule(path, services)
 
 
 def unload_module(path: Path) -> None:

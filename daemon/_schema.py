@@ -10,7 +10,7 @@ a converter in ``Annotated`` metadata (`Convert`), e.g. durations and sizes.
 from __future__ import annotations
 
 import dataclasses
-import datetime
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -100,10 +100,10 @@ def _convert(annotation: Any, value: Any, context: Context) -> Any:
     return _convert_plain(annotation, value, context)
 
 
-def _build_dataclass(cls: type[Any], data: Any, context: Context) -> Any:
+def _build_dataclass(cls: type, data: Any, context: Context) -> Any:
     if not isinstance(data, dict):
         raise context.error(f"expected a table, got {_describe(data)}")
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -122,6 +122,12 @@ def _build_dataclass(cls: type[Any], data: Any, context: Context) -> Any:
     except (ValueError, TypeError) as exc:
         # __post_init__ checks that involve several keys raise ValueError.
         raise context.error(str(exc)) from exc
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A dataclass's resolved field types, read once per class (resolving is slow)."""
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _convert_union(annotation: Any, value: Any, context: Context) -> Any:
@@ -144,7 +150,6 @@ _PLAIN_NAMES = {
     int: "an integer",
     float: "a number",
     bool: "true or false",
-    datetime.datetime: "a date-time",
 }
 
 
@@ -162,8 +167,10 @@ def _convert_plain(annotation: Any, value: Any, context: Context) -> Any:
 
 
 def _describe(value: Any) -> str:
-    kind = {dict: "a table", list: "a list", str: "a string", bool: "a boolean"}.get(type(value))
-    return f"{kind or type(value).__name__} {value!r}" if not isinstance(value, dict) else "a table"
+    if isinstance(value, dict):
+        return "a table"
+    kind = {list: "a list", str: "a string", bool: "a boolean"}.get(type(value))
+    return f"{kind or type(value).__name__} {value!r}"
 
 
 def _child(context: Context, suffix: str) -> Context:
