@@ -53,35 +53,21 @@ _JUST_BEFORE = timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A snapshot of one job for the admin API."""
+    """A snapshot of one job for the admin API: its spec, origin, whether it runs, its state."""
 
     spec: JobSpec
     origin: Origin
-    paused: bool
     running: bool
-    runs: int
-    last_run: datetime | None
-    next_run: datetime | None
-    last_status: Status | None
-    last_error: str | None
-    last_duration: float | None
+    #: A copy, so later runs do not change this snapshot.
+    state: JobState
 
     def to_mapping(self) -> dict[str, Any]:
         """Return a JSON-safe mapping: the spec under ``"spec"``, datetimes as ISO strings."""
-        state = JobState(
-            runs=self.runs,
-            last_run=self.last_run,
-            next_run=self.next_run,
-            last_status=self.last_status,
-            last_error=self.last_error,
-            last_duration=self.last_duration,
-            paused=self.paused,
-        )
         return {
             "spec": self.spec.to_mapping(),
             "origin": self.origin,
             "running": self.running,
-            **state.to_mapping(),
+            **self.state.to_mapping(),
         }
 
 
@@ -418,18 +404,11 @@ class Scheduler:
         return job
 
     def _status(self, job: _Job) -> JobStatus:
-        state = job.state
         return JobStatus(
             spec=job.spec,
             origin=job.origin,
-            paused=state.paused,
             running=job.spec.name in self._running,
-            runs=state.runs,
-            last_run=state.last_run,
-            next_run=state.next_run,
-            last_status=state.last_status,
-            last_error=state.last_error,
-            last_duration=state.last_duration,
+            state=dataclasses.replace(job.state),
         )
 
 

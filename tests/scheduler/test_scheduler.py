@@ -201,8 +201,8 @@ class TestSchedules:
         with capture_logs() as logs:
             await trio.sleep(86400)
         assert service.times == [utc("2026-01-01T01:00:00")]
-        status = sched.get("job")
-        assert (status.runs, status.next_run, status.last_status) == (1, None, "ok")
+        state = sched.get("job").state
+        assert (state.runs, state.next_run, state.last_status) == (1, None, "ok")
         assert events(logs, "job_schedule_done") == [
             {"event": "job_schedule_done", "job": "job", "runs": 1, "log_level": "info"}
         ]
@@ -218,7 +218,7 @@ class TestSchedules:
         await nursery.start(sched.run)
         await trio.sleep(3600)
         assert service.times == [utc(f"2026-01-01T00:00:{s:02}") for s in (0, 10, 20)]
-        assert sched.get("job").next_run is None
+        assert sched.get("job").state.next_run is None
 
     async def test_jitter_delays_within_bound(
         self, autojump_clock: MockClock, nursery: trio.Nursery, tmp_path: Path
@@ -276,8 +276,8 @@ class TestRuns:
         assert failed[0]["error"] == "RuntimeError: disk full"
         finished = events(logs, "job_finished")
         assert [e["status"] for e in finished] == ["failed"] * 3
-        status = sched.get("job")
-        assert (status.last_status, status.last_error) == ("failed", "RuntimeError: disk full")
+        state = sched.get("job").state
+        assert (state.last_status, state.last_error) == ("failed", "RuntimeError: disk full")
 
     async def test_started_and_finished_are_logged_with_duration(
         self, autojump_clock: MockClock, nursery: trio.Nursery, tmp_path: Path
@@ -297,7 +297,7 @@ class TestRuns:
             {"event": "job_finished", "job": "job", "status": "ok", "duration": 2.5,
              "log_level": "info"}
         ]  # fmt: skip
-        assert sched.get("job").last_duration == 2.5
+        assert sched.get("job").state.last_duration == 2.5
 
     async def test_unknown_service(
         self, autojump_clock: MockClock, nursery: trio.Nursery, tmp_path: Path
@@ -312,7 +312,7 @@ class TestRuns:
             await trio.sleep(15)
         assert service.calls == []
         assert len(events(logs, "job_service_unknown")) == 2
-        assert sched.get("job").last_error == "service 'svc' is not deployed"
+        assert sched.get("job").state.last_error == "service 'svc' is not deployed"
 
     async def test_missing_service_called_by_the_job_is_a_failure(
         self, autojump_clock: MockClock, nursery: trio.Nursery, tmp_path: Path
@@ -332,7 +332,7 @@ class TestRuns:
         [failed] = events(logs, "job_failed")
         error = "ServiceNotFound: no service named 'other' is deployed"
         assert (failed["service"], failed["error"]) == ("svc", error)
-        assert sched.get("job").last_error == error
+        assert sched.get("job").state.last_error == error
 
 
 class TestAdmin:
@@ -347,11 +347,11 @@ class TestAdmin:
         sched = scheduler([job(interval="10s", start="2026-01-01T00:00:00")], service, tmp_path)
         await nursery.start(sched.run)
         await trio.sleep(25)
-        status = sched.pause("job")
-        assert (status.paused, status.next_run) == (True, None)
+        state = sched.pause("job").state
+        assert (state.paused, state.next_run) == (True, None)
         await trio.sleep(100)
         assert len(service.calls) == 3
-        assert sched.resume("job").next_run == utc("2026-01-01T00:02:10")
+        assert sched.resume("job").state.next_run == utc("2026-01-01T00:02:10")
         await trio.sleep(10)
         assert service.times[3:] == [utc("2026-01-01T00:02:10")]
 
@@ -365,8 +365,8 @@ class TestAdmin:
         await nursery.start(sched.run)
         status = await sched.run_now("job")
         assert service.times == [utc("2026-01-01T00:30:00")]
-        assert (status.last_status, status.runs, status.running) == ("ok", 0, False)
-        assert status.next_run == utc("2026-01-01T01:00:00")
+        assert (status.state.last_status, status.state.runs, status.running) == ("ok", 0, False)
+        assert status.state.next_run == utc("2026-01-01T01:00:00")
         mapping = json.loads(json.dumps(status.to_mapping()))
         assert mapping["spec"]["name"] == "job" and mapping["origin"] == "config"
         assert mapping["last_run"] == "2026-01-01T00:30:00+00:00"
@@ -408,7 +408,7 @@ class TestAdmin:
         sched = scheduler([], service, tmp_path)
         await nursery.start(sched.run)
         added = sched.add(job("new", interval="1h", start="2026-01-01T00:00:05"))
-        assert (added.origin, added.next_run) == ("admin", utc("2026-01-01T00:00:05"))
+        assert (added.origin, added.state.next_run) == ("admin", utc("2026-01-01T00:00:05"))
         await trio.sleep(10)
         sched.update(job("new", interval="20s", start="2026-01-01T00:00:05"))
         await trio.sleep(40)
@@ -462,9 +462,9 @@ class TestAdmin:
         sched.replace_all([same, job("changed", interval="1h", start="2026-01-01T00:00:00")])
         statuses = {s.spec.name: s for s in sched.list_jobs()}
         assert sorted(statuses) == ["changed", "same"]
-        assert (statuses["same"].runs, statuses["changed"].runs) == (3, 0)
-        assert statuses["changed"].next_run == utc("2026-01-01T01:00:00")
-        assert statuses["changed"].last_status == "ok"
+        assert (statuses["same"].state.runs, statuses["changed"].state.runs) == (3, 0)
+        assert statuses["changed"].state.next_run == utc("2026-01-01T01:00:00")
+        assert statuses["changed"].state.last_status == "ok"
 
 
 class TestRestart:
@@ -536,7 +536,7 @@ class TestRestart:
         statuses = {s.spec.name: s for s in second.list_jobs()}
         assert sorted(statuses) == ["admin", "kept"]
         assert (statuses["admin"].origin, statuses["admin"].spec.payload) == ("admin", [1, 2])
-        assert (statuses["kept"].paused, statuses["kept"].next_run) == (True, None)
+        assert (statuses["kept"].state.paused, statuses["kept"].state.next_run) == (True, None)
         state = json.loads((tmp_path / "scheduler.json").read_text())
         assert sorted(state["jobs"]) == ["admin", "kept"]
 
@@ -553,8 +553,8 @@ class TestRestart:
         second = scheduler([spec], service, tmp_path)
         await self.run_for(second, 3600)
         assert service.calls == []
-        status = second.get("job")
-        assert (status.runs, status.next_run, status.last_status) == (2, None, "ok")
+        state = second.get("job").state
+        assert (state.runs, state.next_run, state.last_status) == (2, None, "ok")
 
     async def test_paused_job_keeps_its_run_count(
         self, autojump_clock: MockClock, tmp_path: Path
@@ -574,7 +574,7 @@ class TestRestart:
         third = scheduler([spec], service, tmp_path)
         async with trio.open_nursery() as nursery:
             await nursery.start(third.run)
-            assert (third.get("job").runs, third.get("job").paused) == (2, True)
+            assert (third.get("job").state.runs, third.get("job").state.paused) == (2, True)
             third.resume("job")
             await trio.sleep(3600)
             nursery.cancel_scope.cancel()
