@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from daemon._tls import ensure_local_certificate
+from daemon._tls import LocalCertificate, ensure_local_certificate
 
 with warnings.catch_warnings():
     # pyftpdlib is built on asyncore/asynchat, which warn on import under
@@ -246,7 +246,13 @@ class FtpEmulator:
         connection and its thread ends before this returns.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        handler, ca_path = self._handler_class()
+        # Making a certificate takes a while (key generation): not on the Trio thread.
+        certificate = (
+            await trio.to_thread.run_sync(ensure_local_certificate, self.tls_dir)
+            if self.tls
+            else None
+        )
+        handler = self._handler_class(certificate)
         if _pyftpdlib_logger.level == logging.NOTSET:
             _pyftpdlib_logger.setLevel(logging.WARNING)
         # With a handler of its own, pyftpdlib does not install a stderr one.
@@ -259,7 +265,11 @@ class FtpEmulator:
             _Waker(wake_recv, ioloop)
             host, port = server.address
             handle = FtpEmulatorHandle(
-                host=host, port=port, root=self.root, user=self.user, ca_path=ca_path
+                host=host,
+                port=port,
+                root=self.root,
+                user=self.user,
+                ca_path=certificate.ca_path if certificate else None,
             )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_wake_when_cancelled, wake_send)
@@ -278,9 +288,9 @@ class FtpEmulator:
             wake_send.close()
             wake_recv.close()
 
-    def _handler_class(self) -> tuple[type[FTPHandler], Path | None]:
-        """A handler class for this emulator alone: pyftpdlib configures handlers
-        through class attributes."""
+    def _handler_class(self, certificate: LocalCertificate | None) -> type[FTPHandler]:
+        """A handler class for this emulator alone, serving FTPS with ``certificate``
+        if given: pyftpdlib configures handlers through class attributes."""
         authorizer = DummyAuthorizer()
         authorizer.add_user(self.user, self._password, str(self.root), perm=_ALL_PERMISSIONS)
         attributes: dict[str, Any] = {
@@ -293,11 +303,8 @@ class FtpEmulator:
             "passive_ports": list(self.passive_ports) if self.passive_ports else None,
         }
         base: type[FTPHandler] = FTPHandler
-        ca_path = None
-        if self.tls:
-            certificate = ensure_local_certificate(self.tls_dir)
+        if certificate is not None:
             base = TLS_FTPHandler
-            ca_path = certificate.ca_path
             attributes |= {
                 "certfile": str(certificate.cert_path),
                 "keyfile": str(certificate.key_path),
@@ -310,7 +317,7 @@ class FtpEmulator:
             attributes["proto_cmds"] = {
                 verb: spec for verb, spec in base.proto_cmds.items() if verb not in ("MLST", "MLSD")
             }
-        return type("FtpEmulatorHandler", (_EmulatorHandlerMixin, base), attributes), ca_path
+        return type("FtpEmulatorHandler", (_EmulatorHandlerMixin, base), attributes)
 
 
 def _thread_name(handle: FtpEmulatorHandle) -> str:
