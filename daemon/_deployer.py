@@ -77,6 +77,14 @@ class FileState:
         }
 
 
+@dataclass(frozen=True)
+class _Content:
+    """A file's bytes as read, with their digest: computed once, where they are read."""
+
+    source: bytes
+    digest: bytes
+
+
 class Deployer:
     """Deploys every service file in ``directory`` into ``router`` and follows changes.
 
@@ -151,21 +159,19 @@ class Deployer:
                 for p, signature in listing.items()
                 if hints is None or p in hints or self._signatures.get(p) != signature
             }
-            sources = await self._read(wanted, listing)
-            changed = {
-                p for p, source in sources.items() if self._digests.get(p) != _digest(source)
-            }
+            contents = await self._read(wanted, listing)
+            changed = {p for p, c in contents.items() if self._digests.get(p) != c.digest}
             deleted = set(self._digests) - set(listing)
             for path in sorted(deleted):
                 await self._undeploy(path)
-            parsed = {path: self._parse(path, sources[path]) for path in changed}
+            parsed = {path: self._parse(path, contents[path].source) for path in changed}
             local = {path.stem for path in listing}
             redeploy = changed | self._dependents({p.stem for p in changed | deleted}, local)
-            sources |= await self._read(redeploy - sources.keys(), listing)
-            redeploy &= sources.keys()  # any deleted since the listing go at the next rescan
+            contents |= await self._read(redeploy - contents.keys(), listing)
+            redeploy &= contents.keys()  # any deleted since the listing go at the next rescan
             for path in redeploy - parsed.keys():
-                parsed[path] = self._parse(path, sources[path])
-            await self._deploy_all({p: sources[p] for p in redeploy}, parsed, local)
+                parsed[path] = self._parse(path, contents[path].source)
+            await self._deploy_all({p: contents[p].digest for p in redeploy}, parsed, local)
             await self._retry_name_clashes(owned, listing, local)
             self._rescanned.set()
             self._rescanned = trio.Event()
@@ -189,18 +195,19 @@ class Deployer:
 
     async def _read(
         self, paths: set[Path], listing: dict[Path, tuple[int, int, int, int]]
-    ) -> dict[Path, bytes]:
-        def read() -> dict[Path, bytes]:
-            sources = {}
+    ) -> dict[Path, _Content]:
+        def read() -> dict[Path, _Content]:
+            contents = {}
             for path in paths:
                 with contextlib.suppress(FileNotFoundError):  # deleted since the listing
-                    sources[path] = path.read_bytes()
-            return sources
+                    source = path.read_bytes()
+                    contents[path] = _Content(source, _digest(source))
+            return contents
 
-        sources = await trio.to_thread.run_sync(read, limiter=_LOADER_THREAD)
-        for path in sources:
+        contents = await trio.to_thread.run_sync(read, limiter=_LOADER_THREAD)
+        for path in contents:
             self._signatures[path] = listing[path]
-        return sources
+        return contents
 
     def _parse(self, path: Path, source: bytes) -> ParsedSource | DeployError:
         try:
@@ -226,21 +233,22 @@ class Deployer:
 
     async def _deploy_all(
         self,
-        sources: dict[Path, bytes],
+        digests: dict[Path, bytes],
         parsed: dict[Path, ParsedSource | DeployError],
         local: set[str],
     ) -> None:
+        """Deploy each file of ``digests`` (its content's digest) in import order."""
         ordered, cyclic = deploy_order(
-            {path: self._imports.get(path, frozenset()) & local for path in sources}
+            {path: self._imports.get(path, frozenset()) & local for path in digests}
         )
         for path in cyclic:
-            self._fail(path, sources[path], DeployError(f"{path.name}: is part of an import cycle"))
+            self._fail(path, digests[path], DeployError(f"{path.name}: is part of an import cycle"))
         for path in ordered:
             outcome = parsed[path]
             if isinstance(outcome, DeployError):
-                self._fail(path, sources[path], outcome)
+                self._fail(path, digests[path], outcome)
             else:
-                await self._deploy(path, sources[path], outcome)
+                await self._deploy(path, digests[path], outcome)
 
     async def _retry_name_clashes(
         self, owned: set[str], listing: dict[Path, tuple[int, int, int, int]], local: set[str]
@@ -255,22 +263,22 @@ class Deployer:
         while owned - set(self._owners):
             owned = set(self._owners)
             retry = {path for path, state in self._states.items() if state.name_clash}
-            sources = await self._read(retry, listing)
-            parsed = {path: self._parse(path, source) for path, source in sources.items()}
-            await self._deploy_all(sources, parsed, local)
+            contents = await self._read(retry, listing)
+            parsed = {path: self._parse(path, c.source) for path, c in contents.items()}
+            await self._deploy_all({p: c.digest for p, c in contents.items()}, parsed, local)
 
-    async def _deploy(self, path: Path, source: bytes, parsed: ParsedSource) -> None:
+    async def _deploy(self, path: Path, digest: bytes, parsed: ParsedSource) -> None:
         started = time.perf_counter()
         try:
             loaded = await trio.to_thread.run_sync(
                 load_module, path, parsed, limiter=_LOADER_THREAD
             )
         except DeployError as exc:
-            self._fail(path, source, exc)
+            self._fail(path, digest, exc)
             return
         clash = self._name_clash(loaded)
         if clash is not None:
-            self._fail(path, source, clash, name_clash=True)
+            self._fail(path, digest, clash, name_clash=True)
             return
         old = self._states.get(path)
         old_names = old.services if old else ()
@@ -279,7 +287,7 @@ class Deployer:
         for name in old_names:
             self._owners.pop(name, None)
         self._owners.update(dict.fromkeys(names, path))
-        self._digests[path] = _digest(source)
+        self._digests[path] = digest
         self._states[path] = FileState(path, "deployed", names)
         log.info(
             "service_file_deployed",
@@ -300,10 +308,10 @@ class Deployer:
         return None
 
     def _fail(
-        self, path: Path, source: bytes, error: DeployError, *, name_clash: bool = False
+        self, path: Path, digest: bytes, error: DeployError, *, name_clash: bool = False
     ) -> None:
         old = self._states.get(path)
-        self._digests[path] = _digest(source)
+        self._digests[path] = digest
         self._states[path] = FileState(
             path,
             "failed",
