@@ -24,13 +24,13 @@ from . import _systemd as systemd
 from ._config import Config
 from ._deployer import Deployer
 from ._durable import DurableOutbox, run_outbox
-from ._reload import Reloader, status_line
+from ._reload import Reloader, close_connections, status_line
 from ._router import Router
 from ._service import Resources
 from ._supervisor import WorkerRole
 from ._zato import install_zato_alias
 from .connections import Connections
-from .emulators import EmulatorEndpoints, run_emulators
+from .emulators import run_emulators
 from .http import (
     AdminContext,
     ChannelGateway,
@@ -51,7 +51,6 @@ log = structlog.get_logger(__name__)
 class Daemon:
     """A running daemon, as `main` reports it: its parts, `reload` and `stop`."""
 
-    config: Config
     router: Router
     deployer: Deployer
     #: None in workers other than worker 0.
@@ -63,6 +62,11 @@ class Daemon:
     urls: list[str]
     admin_token: str
     shutdown: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force: the last one a reload applied."""
+        return self.reloader.config
 
     @property
     def url(self) -> str:
@@ -99,38 +103,54 @@ async def main(
     async with trio.open_nursery() as peers:
         await peers.start(systemd.Watchdog().run)
         endpoints = role.endpoints if role else await peers.start(run_emulators, config)
+        routes = RouteTable(config.channels.rest)
+        # Nothing from here to `try` can fail: the connections are closed in its `finally`.
         connections = Connections(
             config, dropbox_endpoint=endpoints.dropbox, ftp_endpoint=endpoints.ftp
         )
         router = Router(resources=Resources(connections.cloud, connections.outgoing))
+        gateway = ChannelGateway(
+            router,
+            routes,
+            spool_dir=config.paths.state / "http-spool",
+            spool_threshold=config.server.spool_threshold,
+        )
+        # Jobs run once per machine: in worker 0, or here when alone. The
+        # scheduler's state file has one writer, so the others have none.
+        scheduler = _scheduler(config, router) if role is None or role.primary else None
+        # From here on the reloader owns the connections; it closes those a
+        # reload replaces in `peers`, which outlives the actors.
+        reloader = Reloader(
+            config,
+            router=router,
+            gateway=gateway,
+            scheduler=scheduler,
+            connections=connections,
+            endpoints=endpoints,
+            nursery=peers,
+        )
         try:
             await _serve(
-                config, router, connections, endpoints, role, shutdown, started, task_status
+                config, reloader, router, gateway, scheduler, role, shutdown, started, task_status
             )
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                # Closing says goodbye to peers (FTP QUIT): blocking, so in a thread.
-                await trio.to_thread.run_sync(connections.close)
+            # Whatever the last reload left, not necessarily `connections`.
+            await close_connections(reloader.connections)
         peers.cancel_scope.cancel()
     log.info("daemon_stopped")
 
 
 async def _serve(
     config: Config,
+    reloader: Reloader,
     router: Router,
-    connections: Connections,
-    endpoints: EmulatorEndpoints,
+    gateway: ChannelGateway,
+    scheduler: Scheduler | None,
     role: WorkerRole | None,
     shutdown: trio.Event,
     started: float,
     task_status: trio.TaskStatus[Daemon],
 ) -> None:
-    gateway = ChannelGateway(
-        router,
-        RouteTable(config.channels.rest),
-        spool_dir=config.paths.state / "http-spool",
-        spool_threshold=config.server.spool_threshold,
-    )
     async with trio.open_nursery() as actors:
         await actors.start(router.run)
         # The outbox outlives HTTP's drain (durable requests in flight need it)
@@ -159,20 +179,8 @@ async def _serve(
                         force_polling=config.deploy.force_polling,
                     ).run
                 )
-                # Jobs run once per machine: in worker 0, or here when alone. The
-                # scheduler's state file has one writer, so the others have none.
-                scheduler = None
-                if role is None or role.primary:
-                    scheduler = await watching.start(_scheduler(config, router).run)
-                reloader = Reloader(
-                    config,
-                    router=router,
-                    gateway=gateway,
-                    scheduler=scheduler,
-                    connections=connections,
-                    endpoints=endpoints,
-                    nursery=durable,
-                )
+                if scheduler is not None:
+                    await watching.start(scheduler.run)
                 token = admin_token(config) or ""
                 context = AdminContext(
                     router=router,
@@ -205,7 +213,6 @@ async def _serve(
                 )
                 context.ready = True
                 daemon = Daemon(
-                    config=config,
                     router=router,
                     deployer=deployer,
                     scheduler=scheduler,

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from notify_support import Notifications, notification_socket
 
 HOTWIRE = [sys.executable, "-m", "daemon", "run"]
 
@@ -48,26 +49,10 @@ def write_config(root: Path, port: int, channels: list[str], workers: int = 1) -
     return config
 
 
-class Notifications:
-    """systemd's side of sd_notify: a datagram socket that records what arrives, when."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self._sock = sock
-        self.seen: list[tuple[float, str]] = []
-
-    async def next(self, *, skip_watchdog: bool = True) -> str:
-        while True:
-            data = await self._sock.recv(4096)
-            self.seen.append((trio.current_time(), data.decode()))
-            if not (skip_watchdog and data == b"WATCHDOG=1"):
-                return data.decode()
-
-
 @pytest.fixture
 async def notifications(tmp_path: Path) -> AsyncIterator[Notifications]:
-    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        await sock.bind(str(tmp_path / "notify.sock"))
-        yield Notifications(sock)
+    async with notification_socket(tmp_path / "notify.sock") as notifications:
+        yield notifications
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "supervisor-and-2-workers"])
