@@ -18,6 +18,7 @@ import calendar
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections import OrderedDict
@@ -140,16 +141,18 @@ class Store:
     def file_for_download(self, path: str, rev: str | None) -> tuple[Any, Path]:
         """Return the metadata and local path of the file at ``path`` (at ``rev`` if given)."""
         found = self._existing(path)
-        if found.is_dir():
+        st = found.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise _lookup_error("not_file")
-        metadata = self._metadata(found)
+        metadata = self._metadata(found, st)
         if rev is not None and rev != metadata.rev:
             raise _lookup_error("not_found")  # no history is kept
         return metadata, found
 
     def list_folder(self, path: str, *, recursive: bool) -> list[Any]:
         """Return the metadata under the folder ``path``, sorted by lower-cased path."""
-        entries = [self._metadata(item) for item in self._listing(path, recursive=recursive)]
+        listing = self._listing(path, recursive=recursive)
+        entries = [self._metadata(item, st) for item, st in listing]
         return sorted(entries, key=lambda entry: entry.path_lower)
 
     def changed_since(self, path: str, *, recursive: bool, since_ns: int) -> list[Any]:
@@ -158,11 +161,11 @@ class Store:
         Deletions are not reported: nothing remembers what was there.
         """
         changed = [
-            item
-            for item in self._listing(path, recursive=recursive)
-            if item.is_file() and item.stat().st_ctime_ns > since_ns
+            self._metadata(item, st)
+            for item, st in self._listing(path, recursive=recursive)
+            if stat.S_ISREG(st.st_mode) and st.st_ctime_ns > since_ns
         ]
-        return sorted((self._metadata(item) for item in changed), key=lambda e: e.path_lower)
+        return sorted(changed, key=lambda entry: entry.path_lower)
 
     # -- writes ----------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class Store:
         with self._lock:
             found = self._existing(path)
             metadata = self._metadata(found)
-            if found.is_dir():
+            if isinstance(metadata, files.FolderMetadata):
                 shutil.rmtree(found)
             else:
                 found.unlink()
@@ -208,16 +211,18 @@ class Store:
 
     # -- rules -----------------------------------------------------------------
 
-    def _listing(self, path: str, *, recursive: bool) -> list[Path]:
+    def _listing(self, path: str, *, recursive: bool) -> list[tuple[Path, os.stat_result]]:
+        """The entries under the folder ``path``, each with its stat result."""
         parts = self._parts(path, lookup=True)
         folder = self._find(parts)
         if folder is None:
             raise _lookup_error("not_found")
-        if not folder.is_dir():
+        folder_st = folder.stat()
+        if not stat.S_ISDIR(folder_st.st_mode):
             raise _lookup_error("not_folder")
         found = list(self._walk(folder, recursive=recursive))
         if recursive and parts:
-            found.append(folder)  # as the real API does
+            found.append((folder, folder_st))  # as the real API does
         return found
 
     def _conflict_kind(self, existing: Path | None, info: Any, content_hash: str) -> str | None:
@@ -227,10 +232,10 @@ class Store:
             return "file" if mode.is_update() and info.strict_conflict else None
         if existing.is_dir():
             return "folder"
-        st = existing.stat()
-        if not info.strict_conflict and self._hash(existing, st) == content_hash:
+        rev = _rev(existing.stat())
+        if not info.strict_conflict and self._hash(existing, rev) == content_hash:
             return "identical"
-        if mode.is_overwrite() or (mode.is_update() and mode.get_update() == _rev(st)):
+        if mode.is_overwrite() or (mode.is_update() and mode.get_update() == rev):
             return None
         return "file"
 
@@ -297,24 +302,32 @@ class Store:
                 return parent / candidate
             number += 1
 
-    def _walk(self, folder: Path, *, recursive: bool) -> Iterator[Path]:
+    def _walk(self, folder: Path, *, recursive: bool) -> Iterator[tuple[Path, os.stat_result]]:
         with os.scandir(folder) as scan:
-            entries = [Path(e.path) for e in scan if folder != self.root or e.name != STAGING_NAME]
-        for entry in entries:
-            yield entry
-            if recursive and entry.is_dir():
+            entries = [
+                (Path(e.path), e.stat())
+                for e in scan
+                if folder != self.root or e.name != STAGING_NAME
+            ]
+        for entry, st in entries:
+            yield entry, st
+            if recursive and stat.S_ISDIR(st.st_mode):
                 yield from self._walk(entry, recursive=True)
 
     # -- metadata --------------------------------------------------------------
 
-    def _metadata(self, path: Path, *, known_hash: str | None = None) -> Any:
+    def _metadata(
+        self, path: Path, st: os.stat_result | None = None, *, known_hash: str | None = None
+    ) -> Any:
+        """The metadata of ``path``, from ``st`` if the caller has already stat'ed it."""
+        if st is None:
+            st = path.stat()
         display = "/" + path.relative_to(self.root).as_posix()
         item_id = "id:" + hashlib.sha256(display.lower().encode()).hexdigest()[:22]
-        if path.is_dir():
+        if stat.S_ISDIR(st.st_mode):
             return files.FolderMetadata(
                 name=path.name, id=item_id, path_lower=display.lower(), path_display=display
             )
-        st = path.stat()
         rev = _rev(st)
         if known_hash is not None:
             self._remember(rev, known_hash)
@@ -327,12 +340,12 @@ class Store:
             size=st.st_size,
             path_lower=display.lower(),
             path_display=display,
-            content_hash=self._hash(path, st),
+            content_hash=self._hash(path, rev),
             is_downloadable=True,
         )
 
-    def _hash(self, path: Path, st: os.stat_result) -> str:
-        rev = _rev(st)
+    def _hash(self, path: Path, rev: str) -> str:
+        """The content hash of the file at ``path``, cached by its ``rev``."""
         with self._hashes_lock:
             known = self._hashes.get(rev)
         if known is None:
