@@ -88,6 +88,8 @@ class Spool:
         self.directory = directory
         self.incoming = directory / "incoming"
         self.bodies = directory / "bodies"
+        # `incoming` with symlinks resolved, for commit's check; `open` sets it once it exists.
+        self._real_incoming = self.incoming
         self._limiter = trio.CapacityLimiter(max_threads)
 
     @classmethod
@@ -105,6 +107,7 @@ class Spool:
         fsync_directory(self.directory)
         if created:
             fsync_directory(self.directory.parent)
+        self._real_incoming = self.incoming.resolve()
 
     async def _run(self, function: Callable[..., _T], *args: object, path: Path) -> _T:
         try:
@@ -136,9 +139,12 @@ class Spool:
         Returns its size. Raises ValueError when ``incoming`` is not directly
         inside ``incoming/`` (a rename from elsewhere may cross filesystems).
         """
-        if incoming.parent.resolve() != self.incoming.resolve():
+        return await self._run(self._commit_incoming, incoming, message_id, path=incoming)
+
+    def _commit_incoming(self, incoming: Path, message_id: str) -> int:
+        if incoming.parent.resolve() != self._real_incoming:
             raise ValueError(f"body_file must be a file in {self.incoming}, got {incoming}")
-        return await self._run(self._commit, incoming, message_id, path=incoming)
+        return self._commit(incoming, message_id)
 
     def _commit(self, temporary: Path, message_id: str) -> int:
         fd = os.open(temporary, os.O_RDONLY)

@@ -62,6 +62,16 @@ class TestBodies:
         assert elsewhere.exists()
         assert files(spool.bodies) == []
 
+    async def test_commit_sees_through_symlinks(self, tmp_path: Path) -> None:
+        """A spool opened through a symlink takes a file named by its real path."""
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        spool = await Spool.open(tmp_path / "link" / "spool")
+        incoming = tmp_path / "real" / "spool" / "incoming" / "body-abc"
+        incoming.write_bytes(b"abc")
+        assert await spool.commit("m1", incoming) == 3
+        assert spool.body_path("m1").read_bytes() == b"abc"
+
     async def test_discard_removes_a_body_and_ignores_a_missing_one(self, spool: Spool) -> None:
         """discard() is safe to repeat."""
         await spool.store_bytes("m1", b"x")
