@@ -57,7 +57,9 @@ def configure_logging(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=False,  # so structlog.testing.capture_logs works in tests
+        # Called once per process, before the first line is logged; capture_logs
+        # edits the processor list in place, so it sees cached loggers too.
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
