@@ -156,7 +156,9 @@ class Machine:
         headers = {"Authorization": f"Bearer {self._token}"}
         if forwarded:
             headers[FORWARDED_HEADER] = "1"
-        transport = httpx.AsyncHTTPTransport(uds=str(self.peers[index]))
+        # Plain HTTP on a Unix socket: verify=False spares building an SSL
+        # context (certifi's bundle, about 20 ms on the Trio thread) per call.
+        transport = httpx.AsyncHTTPTransport(uds=str(self.peers[index]), verify=False)
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             return await client.request(
                 method,
