@@ -289,41 +289,34 @@ class TestIgnoredFiles:
 
 class TestRedeployUnderLoad:
     async def test_running_request_finishes_on_old_code(
-        self, daemon: Daemon, write_service: WriteService, services_dir: Path
+        self, daemon: Daemon, write_service: WriteService
     ) -> None:
         """A request running during a redeploy finishes on the old code; the next gets the new."""
-        release = services_dir.parent / "release"
         slow = """
-            import trio
-            from pathlib import Path
             from daemon import Service
 
             class Slow(Service):
                 name = "slow"
                 async def handle(self):
-                    while not Path(RELEASE).exists():
-                        await trio.sleep(0.01)
+                    await self.request.payload.wait()  # the test's trio.Event
                     self.response.payload = VERSION
         """
-        write_service(
-            "slow.py", slow.replace("RELEASE", repr(str(release))).replace("VERSION", "'old'")
-        )
+        write_service("slow.py", slow.replace("VERSION", "'old'"))
         await until(daemon, lambda: "slow" in daemon.router)
+        release = trio.Event()
         results: dict[str, object] = {}
 
         async def call(key: str) -> None:
-            results[key] = await daemon.router.invoke("slow")
+            results[key] = await daemon.router.invoke("slow", release)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(call, "before")
             await trio.testing.wait_all_tasks_blocked()
             before = file_state(daemon, "slow.py")
-            write_service(
-                "slow.py", slow.replace("RELEASE", repr(str(release))).replace("VERSION", "'new'")
-            )
+            write_service("slow.py", slow.replace("VERSION", "'new'"))
             await until(daemon, lambda: file_state(daemon, "slow.py") is not before)
             nursery.start_soon(call, "after")
-            release.touch()
+            release.set()
         assert results == {"before": "old", "after": "new"}
 
 
