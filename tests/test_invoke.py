@@ -9,6 +9,7 @@ import trio.lowlevel
 
 from daemon import (
     InvalidInput,
+    InvalidOutput,
     InvokeTimeout,
     Service,
     ServiceNotFound,
@@ -173,7 +174,7 @@ class TestErrors:
     async def test_missing_required_output(self) -> None:
         """A service that omits declared required output fails with a message naming the field."""
         async with service_harness([Needs]) as router:
-            with pytest.raises(Exception, match="returned no size"):
+            with pytest.raises(InvalidOutput, match="returned no size"):
                 await router.invoke(
                     "needs", {"file_name": "a", "data": "", "mode": "forget-output"}
                 )
