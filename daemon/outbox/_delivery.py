@@ -362,7 +362,7 @@ class Outbox(OutboxWriter):
             self.stats.dead += 1
             log.error("outbox_dead", **context, attempts=message.attempts, error=error)
             return
-        delay = random.uniform(0.0, self.backoff_cap(message.attempts))
+        delay = random.uniform(0.0, self._backoff_cap(message.attempts))
         await self._store.mark_failed(message.id, error, now, now + delay)
         log.warning(
             "outbox_attempt_failed",
@@ -372,7 +372,7 @@ class Outbox(OutboxWriter):
             error=error,
         )
 
-    def backoff_cap(self, attempt: int) -> float:
+    def _backoff_cap(self, attempt: int) -> float:
         """Return the longest wait after failed attempt number ``attempt`` (1-based)."""
         exponent = min(attempt - 1, 62)  # beyond this the cap is backoff_max anyway
         return float(min(self._backoff_max, self._backoff_base * 2**exponent))

@@ -34,6 +34,8 @@ from daemon.exceptions import OutboxUnavailable
 
 _T = TypeVar("_T")
 
+_MAX_THREADS = 4  # spool file operations running at once, per Spool
+
 _REASONS = {
     errno.ENOSPC: "disk full",
     errno.EDQUOT: "disk full",
@@ -80,22 +82,22 @@ class Spool:
     """Body files of outbox messages, in one directory.
 
     Use :meth:`open` to create one. Blocking file I/O runs in threads, at most
-    ``max_threads`` at a time (a body is written by a single thread call, so a
+    ``_MAX_THREADS`` at a time (a body is written by a single thread call, so a
     1 GiB ``bytes`` body holds one thread for its duration).
     """
 
-    def __init__(self, directory: Path, *, max_threads: int = 4) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.incoming = directory / "incoming"
         self.bodies = directory / "bodies"
         # `incoming` with symlinks resolved, for commit's check; `open` sets it once it exists.
         self._real_incoming = self.incoming
-        self._limiter = trio.CapacityLimiter(max_threads)
+        self._limiter = trio.CapacityLimiter(_MAX_THREADS)
 
     @classmethod
-    async def open(cls, directory: Path, *, max_threads: int = 4) -> Spool:
+    async def open(cls, directory: Path) -> Spool:
         """Create the spool's directories (durably) if needed and return the spool."""
-        spool = cls(directory, max_threads=max_threads)
+        spool = cls(directory)
         await spool._run(spool._create_directories, path=directory)
         return spool
 

@@ -110,7 +110,6 @@ class Scheduler:
         self._running: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._dirty = trio.Event()
-        self._write_limiter = trio.CapacityLimiter(1)
 
     async def run(
         self, *, task_status: trio.TaskStatus[Scheduler] = trio.TASK_STATUS_IGNORED
@@ -147,17 +146,6 @@ class Scheduler:
         """Return one job's status; raises JobNotFound."""
         return self._status(self._job(name))
 
-    def validate(self, spec: JobSpec, *, where: str = "job") -> None:
-        """Check what `JobSpec.from_mapping` cannot: that the job's service is deployed.
-
-        Raises ConfigError naming ``where`` and the service.
-        """
-        if self._is_known_service is not None and not self._is_known_service(spec.service):
-            raise ConfigError(
-                f"{where}.service: expected the name of a deployed service, "
-                f"got {spec.service!r}, which is not deployed"
-            )
-
     def add(self, spec: JobSpec) -> JobStatus:
         """Create an admin job, persisted in the state file.
 
@@ -165,7 +153,7 @@ class Scheduler:
         """
         if spec.name in self._jobs:
             raise JobConflict(f"a scheduler job named {spec.name!r} already exists")
-        self.validate(spec)
+        self._validate(spec)
         job = _Job(spec, "admin", JobState())
         self._jobs[spec.name] = job
         self._reschedule(job)
@@ -179,7 +167,7 @@ class Scheduler:
         is unknown.
         """
         job = self._admin_job(spec.name, "edit")
-        self.validate(spec)
+        self._validate(spec)
         if spec != job.spec:
             _renew(job, spec)
             self._reschedule(job)
@@ -382,9 +370,9 @@ class Scheduler:
             return
         self._dirty = trio.Event()
         document = dump_state(self._jobs)
-        await trio.to_thread.run_sync(
-            write_state, self._path, document, limiter=self._write_limiter
-        )
+        # Writes never overlap: the loop writes one at a time, and run's last write
+        # comes after the loop has ended (a thread call is never abandoned).
+        await trio.to_thread.run_sync(write_state, self._path, document)
 
     # -- helpers ----------------------------------------------------------
 
@@ -402,6 +390,17 @@ class Scheduler:
                 "file; change it there and reload"
             )
         return job
+
+    def _validate(self, spec: JobSpec) -> None:
+        """Check what `JobSpec.from_mapping` cannot: that an admin job's service is deployed.
+
+        Raises ConfigError naming the service.
+        """
+        if self._is_known_service is not None and not self._is_known_service(spec.service):
+            raise ConfigError(
+                "job.service: expected the name of a deployed service, "
+                f"got {spec.service!r}, which is not deployed"
+            )
 
     def _status(self, job: _Job) -> JobStatus:
         return JobStatus(
