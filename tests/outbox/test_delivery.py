@@ -3,62 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from outbox_support import DEAD, DELIVERED, DELIVERING, NO_MESSAGES, PENDING, Target, files
 from structlog.testing import capture_logs
 from support import unwritable
 
 from daemon.exceptions import OutboxUnavailable
-from daemon.outbox import Message, MessageState, Outbox, Spool, SqliteStore
-
-PENDING, DELIVERING, DELIVERED, DEAD = MessageState
-NO_MESSAGES = dict.fromkeys(MessageState, 0)
-
-
-class Target:
-    """The far side of a delivery: records each call, fails or waits on demand.
-
-    ``failures`` fails each message's first attempts; ``broken`` fails all;
-    with a ``gate``, each delivery waits until it is set (never, to hang).
-    """
-
-    def __init__(self, *, failures: int = 0, gate: trio.Event | None = None) -> None:
-        self.failures = failures
-        self.broken = False
-        self.gate = gate
-        self.calls: list[tuple[Message, bytes | None, float]] = []
-        self.delivered: Counter[str] = Counter()
-        self.active: Counter[str] = Counter()
-        self.most_active: Counter[str] = Counter()
-        self.most_active_overall = 0
-        self._called = trio.Event()
-
-    async def __call__(self, message: Message, body: Path | None) -> None:
-        data = None if body is None else await trio.Path(body).read_bytes()
-        self.calls.append((message, data, trio.current_time()))
-        self._called.set()
-        self._called = trio.Event()
-        self.active[message.target] += 1
-        self.most_active[message.target] = max(
-            self.most_active[message.target], self.active[message.target]
-        )
-        self.most_active_overall = max(self.most_active_overall, self.active.total())
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            if self.broken or message.attempts <= self.failures:
-                raise ConnectionRefusedError(f"attempt {message.attempts} refused")
-        finally:
-            self.active[message.target] -= 1
-        self.delivered[message.id] += 1
-
-    async def wait_calls(self, count: int) -> None:
-        while len(self.calls) < count:
-            await self._called.wait()
+from daemon.outbox import Outbox, Spool, SqliteStore
 
 
 async def start(
@@ -66,10 +21,6 @@ async def start(
 ) -> Outbox:
     outbox: Outbox = await nursery.start(Outbox(store, spool, deliver=target, **options).run)
     return outbox
-
-
-def files(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
 
 
 class TestAccept:
@@ -215,8 +166,7 @@ class TestDelivery:
         self, store: SqliteStore, spool: Spool, autojump_clock: trio.abc.Clock
     ) -> None:
         """A message that keeps failing dies with its last error; retry() revives it."""
-        target = Target()
-        target.broken = True
+        target = Target(broken=True)
         async with trio.open_nursery() as nursery:
             outbox = await start(nursery, store, spool, target, max_attempts=3)
             with capture_logs() as logs:

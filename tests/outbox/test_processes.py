@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from outbox_support import DEAD, DELIVERED, DELIVERING, NO_MESSAGES, PENDING, Target, files
 
 from daemon import Service
 from daemon._config import OutboxConfig
 from daemon._durable import DurableOutbox, run_outbox
 from daemon._router import Router
-from daemon.outbox import Message, MessageState, Outbox, OutboxWriter, Spool, SqliteStore
-
-PENDING, DELIVERING, DELIVERED, DEAD = MessageState
-NO_MESSAGES = dict.fromkeys(MessageState, 0)
+from daemon.outbox import Outbox, OutboxWriter, Spool, SqliteStore
 
 # Another worker process: accepts ``count`` messages with bodies, and exits 0 only if
 # every acceptance succeeded (a "database is locked" would end it with a traceback).
@@ -52,49 +50,12 @@ async def accept_in_another_process(directory: Path, tag: str, count: int) -> No
     assert result.returncode == 0, result.stderr.decode()
 
 
-class Recorder:
-    """A delivery target: counts deliveries per message and keeps their bodies."""
-
-    def __init__(self, *, broken: bool = False, gate: trio.Event | None = None) -> None:
-        self.broken = broken
-        self.gate = gate
-        self.delivered: Counter[str] = Counter()
-        self.bodies: dict[str, bytes | None] = {}
-        self.calls = 0
-        self._changed = trio.Event()
-
-    async def __call__(self, message: Message, body: Path | None) -> None:
-        self.calls += 1
-        self._changed.set()
-        self._changed = trio.Event()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.broken:
-            raise ConnectionRefusedError("refused")
-        self.bodies[message.id] = None if body is None else await trio.Path(body).read_bytes()
-        self.delivered[message.id] += 1
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_calls(self, count: int) -> None:
-        while self.calls < count:
-            await self._changed.wait()
-
-    async def wait_delivered(self, count: int) -> None:
-        while self.delivered.total() < count:
-            await self._changed.wait()
-
-
-def files(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
-
-
 class TestRoles:
     async def test_messages_of_another_process_are_delivered_once(
         self, tmp_path: Path, store: SqliteStore, spool: Spool
     ) -> None:
         """200 accepted by a subprocess and 100 by the deliverer's process: 300 deliveries."""
-        target = Recorder()
+        target = Target()
         async with trio.open_nursery() as nursery:
             outbox: Outbox = await nursery.start(Outbox(store, spool, deliver=target).run)
 
@@ -131,7 +92,7 @@ class TestRoles:
         self, tmp_path: Path, store: SqliteStore, spool: Spool
     ) -> None:
         """A writer starting beside a busy deliverer recovers nothing and claims nothing."""
-        target = Recorder(gate=trio.Event())
+        target = Target(gate=trio.Event())
         async with trio.open_nursery() as nursery:
             outbox: Outbox = await nursery.start(
                 Outbox(store, spool, deliver=target, per_target_concurrency=1).run
@@ -159,7 +120,7 @@ class TestRoles:
         self, store: SqliteStore, spool: Spool
     ) -> None:
         """The admin API of any worker revives a dead message; the deliverer's poll finds it."""
-        target = Recorder(broken=True)
+        target = Target(broken=True)
         async with trio.open_nursery() as nursery:
             outbox: Outbox = await nursery.start(
                 Outbox(store, spool, deliver=target, max_attempts=1).run
@@ -189,7 +150,7 @@ class TestOrphans:
         await trio.sleep(0.6)  # file times are the kernel's: let these grow older than 0.5 s
         (spool.incoming / "fresh.part").write_bytes(b"being written")
         (spool.bodies / "fresh-orphan").write_bytes(b"row being committed")
-        target = Recorder(gate=trio.Event())  # the kept message stays in flight
+        target = Target(gate=trio.Event())  # the kept message stays in flight
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 Outbox(store, spool, deliver=target, incoming_max_age=0.5, body_max_age=0.5).run
@@ -205,7 +166,7 @@ class TestOrphans:
         (spool.incoming / "body-streaming").write_bytes(b"half a body")
         (spool.bodies / "not-yet-committed").write_bytes(b"body")
         async with trio.open_nursery() as nursery:
-            await nursery.start(Outbox(store, spool, deliver=Recorder()).run)
+            await nursery.start(Outbox(store, spool, deliver=Target()).run)
             nursery.cancel_scope.cancel()
         assert files(spool.incoming) == ["body-streaming"]
         assert files(spool.bodies) == ["not-yet-committed"]
@@ -219,7 +180,7 @@ class TestOrphans:
                 Outbox(
                     store,
                     spool,
-                    deliver=Recorder(),
+                    deliver=Target(),
                     poll_interval=None,
                     incoming_max_age=0.0,
                     body_max_age=0.0,

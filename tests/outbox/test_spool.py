@@ -9,13 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from outbox_support import files
 
 from daemon.exceptions import OutboxUnavailable
 from daemon.outbox import Spool
-
-
-def files(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
 
 
 @contextlib.contextmanager

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 import trio
+from outbox_support import DEAD, DELIVERED, DELIVERING, NO_MESSAGES, PENDING
 
 from daemon.exceptions import OutboxUnavailable
 from daemon.outbox import Message, MessageState, SqliteStore, new_message_id
-
-PENDING, DELIVERING, DELIVERED, DEAD = MessageState
 
 
 def message(target: str = "svc.a", *, due: float = 100.0, **fields: Any) -> Message:
@@ -219,7 +218,7 @@ class TestDurability:
                 nursery.start_soon(claim_all, other, claims[1])
         # How the two interleave is up to SQLite's lock (one may even get them all).
         assert sorted(claims[0] + claims[1]) == sorted(m.id for m in await store.list(limit=300))
-        assert await store.counts() == {**dict.fromkeys(MessageState, 0), DELIVERING: 300}
+        assert await store.counts() == {**NO_MESSAGES, DELIVERING: 300}
 
     async def test_a_lock_held_past_the_timeout_is_busy(self, tmp_path: Path) -> None:
         """A database locked longer than ``busy_timeout`` refuses the write, and keeps nothing."""
