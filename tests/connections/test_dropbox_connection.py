@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from dropbox_backoff import without_backoff
 
 from daemon._config import DropboxConnectionConfig
 from daemon.connections import DropboxConnection, DropboxEndpoint
@@ -126,9 +127,7 @@ class TestUpload:
         self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """429 bursts (honouring Retry-After) and 5xx bursts end in success."""
-        import dropbox.dropbox_client
-
-        monkeypatch.setattr(dropbox.dropbox_client.random, "random", lambda: 0.0)  # no 2^n waits
+        without_backoff(monkeypatch)
         emulator, handle = peer
         conn = connect(handle)
         emulator.faults.fail_next(2, 429, retry_after=0)

@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import trio
-from dropbox import dropbox_client, files
+from dropbox import files
 from dropbox.content_hash import content_hash
 from dropbox.exceptions import ApiError, AuthError, BadInputError
+from dropbox_backoff import without_backoff
 
 from daemon.connections import build_dropbox_client
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
 from daemon.emulators._dropbox_routes import Body
+from daemon.emulators._dropbox_store import STAGING_NAME
 
 TOKEN = "emulator-test-token"
 USER_AGENT = "hotwire-test/1.0"
@@ -186,12 +188,17 @@ class TestFiles:
 class TestPathRules:
     """Paths the real API refuses are refused with its errors."""
 
-    @pytest.mark.parametrize("path", ["/trailing/", "/double//slash", "/up/../escape"])
-    async def test_malformed_paths(self, peer: Peer, path: str) -> None:
+    @pytest.mark.parametrize(
+        "path", ["/trailing/", "/double//slash", "/up/../escape", "/../escape", "/up/./escape"]
+    )
+    async def test_malformed_paths(self, peer: Peer, path: str, tmp_path: Path) -> None:
+        """Refused, and nothing written: not outside the root, not inside it under another name."""
         with pytest.raises(ApiError) as excinfo:
             await peer.call(peer.client.files_upload, b"x", path)
         assert api_error(excinfo).get_path().reason.is_malformed_path()
-        assert not any(peer.emulator.root.parent.glob("escape"))
+        root = peer.emulator.root
+        assert sorted(p.name for p in tmp_path.iterdir()) == [root.name, "tls"]
+        assert [p.name for p in root.iterdir()] == [STAGING_NAME]  # (the data stays staged)
 
     async def test_disallowed_name(self, peer: Peer) -> None:
         with pytest.raises(ApiError) as excinfo:
@@ -517,8 +524,7 @@ class TestFaults:
         }
 
     async def test_5xx_burst_is_retried(self, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
-        # The SDK backs off 2**n * random() seconds; keep the test fast.
-        monkeypatch.setattr(dropbox_client, "random", _NoJitter())
+        without_backoff(monkeypatch)
         peer.emulator.faults.fail_next(2, 503)
         peer.emulator.faults.fail_next(1, 500)
         await peer.call(peer.client.files_upload, b"x", "/a.txt")
@@ -554,9 +560,3 @@ class TestFaults:
         assert request.route == "files/list_folder"
         assert request.user_agent.startswith(USER_AGENT + "/OfficialDropboxPythonSDKv2/")
         assert peer.emulator.requests.maxlen is not None
-
-
-class _NoJitter:
-    @staticmethod
-    def random() -> float:
-        return 0.0
