@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ class TestAccept:
             outbox = await start(nursery, store, spool, Target())
             nursery.cancel_scope.cancel()
         await store.aclose()
-        with pytest.raises(Exception, match="closed database"):
+        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
             await outbox.accept("svc.a", {}, body=b"data", cid="cid-1")
         assert files(spool.bodies) == []
 
