@@ -195,6 +195,7 @@ async def _serve(
                         router=router,
                         gateway=gateway,
                         deployer=deployer,
+                        outbox=outbox.outbox,
                         token=token,
                         peers=role.peers() if role else None,
                     ),

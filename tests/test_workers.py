@@ -120,6 +120,7 @@ async def test_two_workers(tmp_path: Path) -> None:
             records = tmp_path / "records.txt"
             while not records.exists() or len(records.read_text().split()) < 20:  # noqa: ASYNC110
                 await trio.sleep(0.1)
+            await _outbox_counted_for_the_machine(url, accepted=20)
 
         # Until a worker was killed (worker 0 catches up on start), the interval
         # job ran once per second for the machine, in one process.
@@ -144,6 +145,14 @@ async def _until_ready(url: str) -> None:
             except httpx.TransportError:
                 pass
             await trio.sleep(0.05)
+
+
+async def _outbox_counted_for_the_machine(url: str, accepted: int) -> None:
+    """Whichever worker answers /metrics, the outbox counters are every worker's added up."""
+    for _ in range(10):
+        async with httpx.AsyncClient(base_url=url) as client:  # a new connection
+            metrics = (await client.get("/metrics")).text
+        assert f"hotwire_outbox_accepted_total {accepted}.0" in metrics, metrics
 
 
 async def _admin_answers_for_the_machine(url: str) -> None:

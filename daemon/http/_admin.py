@@ -30,7 +30,7 @@ from ._admin_base import AdminContext, Routes, json_error, json_response, read_j
 from ._admin_jobs import add_job_routes
 from ._admin_outbox import add_outbox_routes
 from ._channels import status_for
-from ._machine import FORWARDED_HEADER, merge_stats
+from ._machine import FORWARDED_HEADER, merge_outbox_stats, merge_stats
 from ._metrics import CONTENT_TYPE, OutboxFigures, metrics_text
 
 __all__ = ["AdminContext", "create_admin_app"]
@@ -166,14 +166,14 @@ def create_admin_app(context: AdminContext) -> QuartTrio:
 
     @routes.add("GET", "/metrics", "Prometheus metrics.", public=True)
     async def metrics() -> Response:
-        outbox = context.outbox.outbox
         workers, _ = await context.machine.figures()
         requests: Counter[tuple[str, int]] = Counter()
         for worker in workers:
             requests.update(worker.requests)
-        text = metrics_text(
-            merge_stats(workers), requests, OutboxFigures(await outbox.counts(), outbox.stats)
-        )
+        # Counts by state come from the store all workers share: already the machine's.
+        counts = await context.outbox.outbox.counts()
+        outbox = OutboxFigures(counts, merge_outbox_stats(workers))
+        text = metrics_text(merge_stats(workers), requests, outbox)
         return Response(text, content_type=CONTENT_TYPE)
 
     return app

@@ -13,6 +13,7 @@ left out and named in ``missing``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -26,9 +27,10 @@ import structlog
 from .._actor import ServiceStats
 from .._deployer import Deployer
 from .._router import Router
+from ..outbox import OutboxStats, OutboxWriter
 from ._channels import ChannelGateway
 
-__all__ = ["FORWARDED_HEADER", "Machine", "WorkerFigures", "merge_stats"]
+__all__ = ["FORWARDED_HEADER", "Machine", "WorkerFigures", "merge_outbox_stats", "merge_stats"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +47,8 @@ class WorkerFigures:
     pid: int
     stats: dict[str, ServiceStats]
     requests: Counter[tuple[str, int]]
+    #: This process's outbox counters (what it accepted; in worker 0, delivered).
+    outbox: OutboxStats
     deployments: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -62,6 +66,7 @@ class WorkerFigures:
                 for name, s in self.stats.items()
             },
             "requests": [[path, status, count] for (path, status), count in self.requests.items()],
+            "outbox": dataclasses.asdict(self.outbox),
             "deployments": self.deployments,
         }
 
@@ -77,7 +82,14 @@ class WorkerFigures:
             )
             stats[name].recent.extend(raw["recent"])
         requests = Counter({(path, status): count for path, status, count in data["requests"]})
-        return cls(data["worker"], data["pid"], stats, requests, data["deployments"])
+        return cls(
+            data["worker"],
+            data["pid"],
+            stats,
+            requests,
+            OutboxStats(**data["outbox"]),
+            data["deployments"],
+        )
 
 
 def merge_stats(figures: list[WorkerFigures]) -> dict[str, ServiceStats]:
@@ -96,6 +108,16 @@ def merge_stats(figures: list[WorkerFigures]) -> dict[str, ServiceStats]:
     return merged
 
 
+def merge_outbox_stats(figures: list[WorkerFigures]) -> OutboxStats:
+    """Every worker's outbox counters added up."""
+    return OutboxStats(
+        **{
+            f.name: sum(getattr(worker.outbox, f.name) for worker in figures)
+            for f in dataclasses.fields(OutboxStats)
+        }
+    )
+
+
 class Machine:
     """This worker plus its peers; ``peers`` maps worker index to its private socket."""
 
@@ -106,6 +128,7 @@ class Machine:
         router: Router,
         gateway: ChannelGateway,
         deployer: Deployer,
+        outbox: OutboxWriter,
         token: str,
         peers: Mapping[int, Path] | None = None,
     ) -> None:
@@ -114,6 +137,7 @@ class Machine:
         self._router = router
         self._gateway = gateway
         self._deployer = deployer
+        self._outbox = outbox
         self._token = token
 
     def local(self) -> WorkerFigures:
@@ -122,6 +146,7 @@ class Machine:
             os.getpid(),
             self._router.all_stats(),
             Counter(self._gateway.requests),
+            dataclasses.replace(self._outbox.stats),
             [state.to_json() for state in self._deployer.states()],
         )
 
