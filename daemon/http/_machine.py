@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import structlog
+import trio
 
 from .._actor import ServiceStats
 from .._deployer import Deployer
@@ -151,16 +152,31 @@ class Machine:
         )
 
     async def figures(self) -> tuple[list[WorkerFigures], list[int]]:
-        """Every worker's figures, this one's first; and the workers that did not answer."""
-        found, missing = [self.local()], []
-        for index in sorted(self.peers):
+        """Every worker's figures, this one's first; and the workers that did not answer.
+
+        The peers are asked all at once, so a slow one costs its timeout once.
+        """
+        found = [self.local()]
+        answers: dict[int, WorkerFigures | None] = {}
+
+        async def ask(index: int) -> None:
             try:
                 response = await self.request(index, "GET", "/admin/internal/figures")
                 response.raise_for_status()
-                found.append(WorkerFigures.from_json(response.json()))
+                answers[index] = WorkerFigures.from_json(response.json())
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 log.warning("worker_figures_missing", worker=index, error=str(exc))
+                answers[index] = None
+
+        async with trio.open_nursery() as nursery:
+            for index in self.peers:
+                nursery.start_soon(ask, index)
+        missing = []
+        for index, figures in sorted(answers.items()):
+            if figures is None:
                 missing.append(index)
+            else:
+                found.append(figures)
         return found, missing
 
     async def request(
