@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from notify_support import notification_socket
 from support import unwritable
 
 from daemon import Config, Daemon, main
@@ -209,68 +210,71 @@ async def test_crash_loses_nothing_accepted(
     config["server"]["workers"] = 1  # a crash of the one process that accepted
     path = tmp_path / "hotwire.toml"
     path.write_text(_toml(config))
-    files = {f"file-{i:03}.bin": os.urandom(random.randint(0, 64 * 1024)) for i in range(500)}
-    kill_after = random.randint(50, 450)
+    rng = random.Random(round_)  # the sizes and the kill point; the timing is the machine's
+    files = {f"file-{i:03}.bin": rng.randbytes(rng.randint(0, 64 * 1024)) for i in range(500)}
+    kill_after = rng.randint(50, 450)
     accepted: set[str] = set()
     url = f"http://127.0.0.1:{config['server']['port']}"
+    notify_path = tmp_path / "notify.sock"  # READY=1 arrives here: the daemon is up
 
     async def run_daemon() -> trio.Process:
         # Its log goes to a file: a pipe nobody reads would fill and stall the daemon.
         with (tmp_path / "daemon.log").open("ab") as log:
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "daemon", "run", "--config", str(path)], stdout=log
+                [sys.executable, "-m", "daemon", "run", "--config", str(path)],
+                stdout=log,
+                env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
             )
-        async with httpx.AsyncClient(base_url=url) as client:
-            while True:
-                try:
-                    if (await client.get("/admin/ready")).status_code == 200:
-                        return process
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
+        while not (await notifications.next()).startswith("READY=1"):
+            pass
+        return process
 
-    with trio.fail_after(120):
-        process = await run_daemon()
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            limiter = trio.CapacityLimiter(16)
+    async with notification_socket(notify_path) as notifications:
+        with trio.fail_after(120):
+            process = await run_daemon()
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                limiter = trio.CapacityLimiter(16)
 
-            async def upload(name: str) -> None:
-                async with limiter:
-                    if len(accepted) >= kill_after and process.returncode is None:
-                        process.send_signal(signal.SIGKILL)
-                    try:
-                        response = await client.post(
-                            "/api/upload/durable", params={"file_name": name}, content=files[name]
-                        )
-                    except httpx.HTTPError:
-                        return  # killed before it answered: not accepted, may be lost
-                    if response.status_code == 202:
-                        accepted.add(name)
+                async def upload(name: str) -> None:
+                    async with limiter:
+                        if len(accepted) >= kill_after and process.returncode is None:
+                            process.send_signal(signal.SIGKILL)
+                        try:
+                            response = await client.post(
+                                "/api/upload/durable",
+                                params={"file_name": name},
+                                content=files[name],
+                            )
+                        except httpx.HTTPError:
+                            return  # killed before it answered: not accepted, may be lost
+                        if response.status_code == 202:
+                            accepted.add(name)
 
-            async with trio.open_nursery() as nursery:
-                for name in files:
-                    nursery.start_soon(upload, name)
-        await process.wait()
-        process = await run_daemon()
-        try:
-            async with httpx.AsyncClient(base_url=url, headers=ADMIN) as admin:
-                while True:
-                    counts = (await admin.get("/admin/outbox")).json()["counts"]
-                    if counts["pending"] + counts["delivering"] == 0:
-                        break
-                    await trio.sleep(0.05)
-        finally:
-            process.send_signal(signal.SIGTERM)
+                async with trio.open_nursery() as nursery:
+                    for name in files:
+                        nursery.start_soon(upload, name)
             await process.wait()
-    assert 0 < len(accepted) < len(files)
+            process = await run_daemon()
+            try:
+                async with httpx.AsyncClient(base_url=url, headers=ADMIN) as admin:
+                    # The outbox is in another process: nothing here to await but its answers.
+                    while True:
+                        counts = (await admin.get("/admin/outbox")).json()["counts"]
+                        if counts["pending"] + counts["delivering"] == 0:
+                            break
+                        await trio.sleep(0.05)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+    assert 0 < len(accepted) < len(files), f"seed {round_}: accepted {len(accepted)}"
     for name in accepted:
-        assert (emulator.root / name).read_bytes() == files[name], name
+        assert (emulator.root / name).read_bytes() == files[name], f"seed {round_}: {name}"
     commits = Counter(
         r.path for r in emulator.requests if r.route == "files/upload" and r.status == 200
     )
     twice = sorted(p for p, n in commits.items() if n > 1)
     print(
-        f"accepted {len(accepted)} of {len(files)}, killed after {kill_after}; "
+        f"seed {round_}: accepted {len(accepted)} of {len(files)}, killed after {kill_after}; "
         f"delivered twice: {len(twice)} {twice}"
     )
 
