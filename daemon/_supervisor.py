@@ -47,7 +47,7 @@ from . import _systemd as systemd
 from ._config import Config
 from .connections import DropboxEndpoint, FtpEndpoint
 from .emulators import EmulatorEndpoints, run_emulators
-from .http import admin_token
+from .http import admin_token, reuse_port_socket
 
 __all__ = ["Supervisor", "WorkerRole", "stop_when_orphaned"]
 
@@ -276,11 +276,7 @@ def _reserved_port(config: Config) -> Iterator[int | None]:
     if config.server.port != 0:
         yield None
         return
-    family = socket.AF_INET6 if ":" in config.server.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        holder.bind((config.server.host, 0))
+    with reuse_port_socket(config.server.host, 0) as holder:
         yield int(holder.getsockname()[1])
 
 

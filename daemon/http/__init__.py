@@ -8,7 +8,7 @@ from ._channels import ChannelGateway
 from ._machine import Machine
 from ._request import Headers, HttpRequest
 from ._routes import RouteTable
-from ._server import HotwireApp, serve_http
+from ._server import HotwireApp, reuse_port_socket, serve_http
 from ._token import admin_token, token_path
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "RouteTable",
     "admin_token",
     "create_admin_app",
+    "reuse_port_socket",
     "serve_http",
     "token_path",
 ]

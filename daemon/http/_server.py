@@ -26,7 +26,7 @@ from ._admin import AdminContext, create_admin_app
 from ._channels import ChannelGateway
 from ._fast_transport import select_serve
 
-__all__ = ["HotwireApp", "serve_http"]
+__all__ = ["HotwireApp", "reuse_port_socket", "serve_http"]
 
 
 class HotwireApp:
@@ -75,7 +75,9 @@ async def serve_http(
     config = hypercorn_config(server)
     sockets = None
     if reuse_port:
-        listening = [_reuse_port_socket(server)]
+        shared = reuse_port_socket(server.host, server.port)
+        shared.listen(hypercorn.config.Config.backlog)
+        listening = [shared]
         if private_socket is not None:
             listening.append(_unix_socket(private_socket))
         sockets = Sockets(secure_sockets=[], insecure_sockets=listening, quic_sockets=[])
@@ -97,13 +99,15 @@ def _unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-def _reuse_port_socket(server: ServerConfig) -> socket.socket:
-    """A listening socket other processes may bind too; the kernel spreads connections."""
-    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket other processes may bind too; the kernel spreads connections.
+
+    With SO_REUSEPORT every worker binds the same port; the supervisor holds
+    one that never listens, to keep the port while port 0 was asked.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((server.host, server.port))
-    sock.listen(hypercorn.config.Config.backlog)
+    sock.bind((host, port))
     return sock
