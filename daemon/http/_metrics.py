@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,7 +27,8 @@ from ..outbox import OutboxStats
 
 __all__ = ["CONTENT_TYPE", "OutboxFigures", "metrics_text"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The latency histogram's upper bounds, as its ``le`` labels.
+_BOUNDS = [*map(str, LATENCY_BUCKETS), "+Inf"]
 
 
 class _DaemonCollector(Collector):
@@ -55,10 +57,9 @@ class _DaemonCollector(Collector):
         for name, stats in sorted(self._stats.items()):
             invocations.add_metric([name], stats.invocations)
             errors.add_metric([name], stats.errors)
-            bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
             cumulative = list(itertools.accumulate(stats.buckets))
             latency.add_metric(
-                [name], list(zip(bounds, cumulative, strict=True)), stats.total_seconds
+                [name], list(zip(_BOUNDS, cumulative, strict=True)), stats.total_seconds
             )
         requests = CounterMetricFamily(
             "hotwire_channel_requests",
@@ -104,6 +105,5 @@ def metrics_text(
     outbox: OutboxFigures | None = None,
 ) -> bytes:
     """Service counters, channel answers and the outbox in Prometheus' text format."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_DaemonCollector(stats, requests, outbox))
-    return generate_latest(registry)
+    # generate_latest only calls collect(): a registry around one collector adds nothing.
+    return generate_latest(_DaemonCollector(stats, requests, outbox))
