@@ -26,7 +26,14 @@ from .._config import RestChannel
 from .._router import new_cid
 from .._version import __version__
 from ..exceptions import ConfigError, ServiceNotFound
-from ._admin_base import AdminContext, Routes, json_error, json_response, read_json
+from ._admin_base import (
+    AdminContext,
+    Routes,
+    json_error,
+    json_response,
+    read_json,
+    request_body,
+)
 from ._admin_jobs import add_job_routes
 from ._admin_outbox import add_outbox_routes
 from ._channels import status_for
@@ -183,9 +190,7 @@ async def _pass_on(context: AdminContext) -> list[int]:
     """Apply this request on the other workers too, unless it came from one of them."""
     if FORWARDED_HEADER in request.headers:
         return []
-    body = await request.get_data(as_text=False)
-    content = body if isinstance(body, bytes) else body.encode()
-    return await context.machine.broadcast(request.method, request.path, content)
+    return await context.machine.broadcast(request.method, request.path, await request_body())
 
 
 def _service(context: AdminContext, name: str, stats: dict[str, ServiceStats]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .._durable import DurableOutbox
     from .._reload import Reloader
 
-__all__ = ["AdminContext", "Routes", "json_error", "json_response", "read_json"]
+__all__ = ["AdminContext", "Routes", "json_error", "json_response", "read_json", "request_body"]
 
 
 @dataclass
@@ -80,6 +80,11 @@ def json_response(document: Any, status: int = 200) -> Response:
 
 def json_error(status: int, message: str | None, cid: str | None = None) -> Response:
     return json_response(error_document(status, message, cid), status)
+
+
+async def request_body() -> bytes:
+    """The request's body as bytes (Quart types it so only with every argument given)."""
+    return await request.get_data(cache=True, as_text=False, parse_form_data=False)
 
 
 async def read_json() -> tuple[Any, Response | None]:

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from quart import Response, request
 
 from ..exceptions import ConfigError, JobConflict, JobNotFound
-from ..scheduler import JobSpec
-from ._admin_base import AdminContext, Routes, json_error, json_response, read_json
+from ..scheduler import JobSpec, JobStatus, Scheduler
+from ._admin_base import (
+    AdminContext,
+    Routes,
+    json_error,
+    json_response,
+    read_json,
+    request_body,
+)
 
 __all__ = ["add_job_routes"]
+
+
+#: What a scheduler call gives back: one job, every job, or nothing (deleted).
+_Result = JobStatus | list[JobStatus] | None
 
 
 def add_job_routes(routes: Routes, context: AdminContext) -> None:
@@ -19,47 +30,51 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
 
     @routes.add("GET", "/admin/scheduler/jobs", "Scheduler jobs: schedule, state, last run.")
     async def jobs() -> Response:
-        return await _job_call("list_jobs", None)
+        return await _job_call(lambda scheduler: scheduler.list_jobs())
 
     @routes.add("POST", "/admin/scheduler/jobs", "Create a job (the same keys as in the config).")
     async def create_job() -> Response:
-        return await _job_call("add", await _job_spec(), 201)
+        spec = await _job_spec()
+        if isinstance(spec, Response):
+            return spec
+        return await _job_call(lambda scheduler: scheduler.add(spec), 201)
 
     @routes.add("GET", "/admin/scheduler/jobs/{name}", "One job.")
     async def job(name: str) -> Response:
-        return await _job_call("get", name)
+        return await _job_call(lambda scheduler: scheduler.get(name))
 
     @routes.add("PUT", "/admin/scheduler/jobs/{name}", "Replace a job created through the API.")
     async def update_job(name: str) -> Response:
         spec = await _job_spec(name)
-        return await _job_call("update", spec)
+        if isinstance(spec, Response):
+            return spec
+        return await _job_call(lambda scheduler: scheduler.update(spec))
 
     @routes.add("DELETE", "/admin/scheduler/jobs/{name}", "Delete a job created through the API.")
     async def delete_job(name: str) -> Response:
-        return await _job_call("delete", name, 204)
+        return await _job_call(lambda scheduler: scheduler.delete(name), 204)
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/pause", "Pause a job.")
     async def pause_job(name: str) -> Response:
-        return await _job_call("pause", name)
+        return await _job_call(lambda scheduler: scheduler.pause(name))
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/resume", "Resume a paused job.")
     async def resume_job(name: str) -> Response:
-        return await _job_call("resume", name)
+        return await _job_call(lambda scheduler: scheduler.resume(name))
 
     @routes.add("POST", "/admin/scheduler/jobs/{name}/run", "Run a job now and wait for it.")
     async def run_job(name: str) -> Response:
-        return await _job_call("run_now", name)
+        return await _job_call(lambda scheduler: scheduler.run_now(name))
 
     async def _forward_to_worker_0() -> Response:
         """Jobs live in worker 0: hand it the request as it came."""
         if 0 not in context.machine.peers:
             return json_error(503, "scheduler jobs run in worker 0, which cannot be reached")
-        body = await request.get_data(as_text=False)
         answer = await context.machine.request(
             0,
             request.method,
             request.path,
-            content=body if isinstance(body, bytes) else body.encode(),
+            content=await request_body(),
             query=request.query_string.decode(),
             timeout=None,  # run-now waits for the job
         )
@@ -77,15 +92,14 @@ def add_job_routes(routes: Routes, context: AdminContext) -> None:
         except ConfigError as exc:
             return json_error(400, str(exc))
 
-    async def _job_call(action: str, argument: Any, ok: int = 200) -> Response:
-        """Run scheduler method ``action``, mapping its errors to statuses."""
-        if isinstance(argument, Response):
-            return argument  # the request was already refused
+    async def _job_call(
+        call: Callable[[Scheduler], _Result | Awaitable[_Result]], ok: int = 200
+    ) -> Response:
+        """Make ``call`` on the scheduler (run_now's is a coroutine), its errors as statuses."""
         if context.scheduler is None:
             return await _forward_to_worker_0()
-        method = getattr(context.scheduler, action)
         try:
-            result = method() if argument is None else method(argument)
+            result = call(context.scheduler)
             if inspect.isawaitable(result):
                 result = await result
         except JobNotFound as exc:
