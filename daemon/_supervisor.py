@@ -146,11 +146,10 @@ class _Worker:
 
 
 class Supervisor:
-    """Runs ``count`` workers of the daemon configured in ``config_path``."""
+    """Runs ``count`` workers of the daemon configured by ``config`` (read from its file)."""
 
-    def __init__(self, config: Config, config_path: Path, count: int) -> None:
+    def __init__(self, config: Config, count: int) -> None:
         self._config = config
-        self._config_path = config_path
         self._count = count
         self._stopping = False
         self._workers: list[_Worker] = []
@@ -222,7 +221,7 @@ class Supervisor:
     async def _keep_running(self, worker: _Worker, environment: dict[str, str]) -> None:
         delay = _RESTART_DELAY[0]
         command = [
-            sys.executable, "-m", "daemon", "worker", "--config", str(self._config_path),
+            sys.executable, "-m", "daemon", "worker", "--config", str(self._config.source),
             "--index", str(worker.index), "--workers", str(self._count),
         ]  # fmt: skip
         while not self._stopping:

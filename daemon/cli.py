@@ -106,7 +106,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     # Under socket activation systemd holds the one listening socket: one process.
     count = 1 if os.environ.get("LISTEN_FDS") else config.server.worker_count()
     if count > 1:
-        supervisor = Supervisor(config, config.source, count)
+        supervisor = Supervisor(config, count)
         trio.run(supervisor.run)
     else:
         trio.run(_serve_until_signalled, config, None)
