@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +103,8 @@ def merge_stats(figures: list[WorkerFigures]) -> dict[str, ServiceStats]:
             total.errors += stats.errors
             total.total_seconds += stats.total_seconds
             total.buckets = [a + b for a, b in zip(total.buckets, stats.buckets, strict=True)]
-            total.recent = type(total.recent)(
-                [*total.recent, *stats.recent], maxlen=len(figures) * 1024
-            )
+            # Every worker's recent latencies together: bounded, since each worker's are.
+            total.recent = deque([*total.recent, *stats.recent])
     return merged
 
 
