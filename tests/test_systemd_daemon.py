@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,27 +170,41 @@ async def test_socket_activation_answers_an_early_request(tmp_path: Path) -> Non
                 str(config),
             ],
             stdout=log,
-            stderr=log,
+            stderr=subprocess.PIPE,
         )
-    try:
-        with trio.fail_after(30):
-            while True:
-                try:
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    break
-                except OSError:
-                    await trio.sleep(0.02)
-            async with stream:
-                # The first connection is what starts the daemon: it cannot be ready yet.
-                await stream.send_all(
-                    b"GET /api/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                answer = b""
-                while chunk := await stream.receive_some():
-                    answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200")
-        assert answer.endswith(b'{"hello": "/api/a"}')
-    finally:
-        process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(10):
-            await process.wait()
+    assert process.stderr is not None
+    async with process.stderr, trio.open_nursery() as nursery:
+        try:
+            with trio.fail_after(30):
+                await _until_listening(process.stderr)
+                # Read to the end, so that no write to stderr blocks on a full pipe.
+                nursery.start_soon(_discard, process.stderr)
+                async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                    # The first connection is what starts the daemon: it cannot be ready yet.
+                    await stream.send_all(
+                        b"GET /api/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    answer = b""
+                    while chunk := await stream.receive_some():
+                        answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert answer.endswith(b'{"hello": "/api/a"}')
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(10):
+                await process.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _until_listening(stderr: trio.abc.ReceiveStream) -> None:
+    """Return once systemd-socket-activate says "Listening on ..." (its socket is bound)."""
+    said = b""
+    while b"Listening on" not in said:
+        chunk = await stderr.receive_some()
+        assert chunk, f"systemd-socket-activate ended without listening: {said!r}"
+        said += chunk
+
+
+async def _discard(stream: trio.abc.ReceiveStream) -> None:
+    async for _ in stream:
+        pass

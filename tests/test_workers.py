@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import trio
+from notify_support import notification_socket
 
 HOTWIRE = [sys.executable, "-m", "daemon", "run"]
 
@@ -82,69 +83,63 @@ async def test_two_workers(tmp_path: Path) -> None:
         '[[scheduler.jobs]]\nname = "tick"\nservice = "tick"\ninterval = "1s"\n'
     )
     url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "daemon.log").open("wb") as log:
-        process = await trio.lowlevel.open_process([*HOTWIRE, "--config", str(config)], stdout=log)
-    try:
-        with trio.fail_after(60):
-            await _until_ready(url)
-            first = await pids_answering(url)
-            assert len(first) == 2, first  # both workers serve
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    async with notification_socket(tmp_path / "notify.sock") as notifications:
+        with (tmp_path / "daemon.log").open("wb") as log:
+            process = await trio.lowlevel.open_process(
+                [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+            )
+        try:
+            with trio.fail_after(60):
+                # The supervisor says READY=1 once every worker serves.
+                assert (await notifications.next()).startswith("READY=1")
+                first = await pids_answering(url)
+                assert len(first) == 2, first  # both workers serve
 
-            # A file change is served by both workers.
-            write_services(tmp_path, 2)
-            while set((await pids_answering(url, 20)).values()) != {2}:  # noqa: ASYNC110
-                await trio.sleep(0.05)  # each worker deploys on its own watcher's event
+                # A file change is served by both workers.
+                write_services(tmp_path, 2)
+                while set((await pids_answering(url, 20)).values()) != {2}:  # noqa: ASYNC110
+                    await trio.sleep(0.05)  # each worker deploys on its own watcher's event
 
-            # One worker killed: the other keeps answering, and it is started again.
-            # Let the 1 s job tick a few times first.
-            ticks_file = tmp_path / "ticks.txt"
-            while not ticks_file.exists() or len(ticks_file.read_text().splitlines()) < 3:  # noqa: ASYNC110
-                await trio.sleep(0.1)  # another process writes it: no event to await
-            victim = next(iter(first))
-            killed_at = time.time()
-            os.kill(victim, signal.SIGKILL)
-            survivors = await pids_answering(url, 10)
-            assert victim not in survivors
-            while len(answering := await pids_answering(url, 20)) < 2:  # noqa: ASYNC110
-                await trio.sleep(0.2)  # the supervisor waits 1 s before restarting
-            assert victim not in answering
+                # One worker killed: the other keeps answering, and it is started again.
+                # Let the 1 s job tick a few times first.
+                ticks_file = tmp_path / "ticks.txt"
+                while not ticks_file.exists() or len(ticks_file.read_text().splitlines()) < 3:  # noqa: ASYNC110
+                    await trio.sleep(0.1)  # another process writes it: no event to await
+                victim = next(iter(first))
+                killed_at = time.time()
+                os.kill(victim, signal.SIGKILL)
+                survivors = await pids_answering(url, 10)
+                assert victim not in survivors
+                while len(answering := await pids_answering(url, 20)) < 2:  # noqa: ASYNC110
+                    await trio.sleep(0.2)  # the supervisor waits 1 s before restarting
+                assert victim not in answering
 
-            # The admin API answers for the machine, whichever worker takes the request.
-            await _admin_answers_for_the_machine(url)
+                # The admin API answers for the machine, whichever worker takes the request.
+                await _admin_answers_for_the_machine(url)
 
-            # A durable message is delivered once, whichever worker accepted it.
-            async with httpx.AsyncClient(base_url=url) as client:
-                for n in range(20):
-                    response = await client.post("/api/record", params={"n": str(n)})
-                    assert response.status_code == 202
-            records = tmp_path / "records.txt"
-            while not records.exists() or len(records.read_text().split()) < 20:  # noqa: ASYNC110
-                await trio.sleep(0.1)
-            await _outbox_counted_for_the_machine(url, accepted=20)
+                # A durable message is delivered once, whichever worker accepted it.
+                async with httpx.AsyncClient(base_url=url) as client:
+                    for n in range(20):
+                        response = await client.post("/api/record", params={"n": str(n)})
+                        assert response.status_code == 202
+                records = tmp_path / "records.txt"
+                while not records.exists() or len(records.read_text().split()) < 20:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+                await _outbox_counted_for_the_machine(url, accepted=20)
 
-        # Until a worker was killed (worker 0 catches up on start), the interval
-        # job ran once per second for the machine, in one process.
-        ticks = [line.split() for line in (tmp_path / "ticks.txt").read_text().splitlines()]
-        before = sorted((float(t), pid) for pid, t in ticks if float(t) < killed_at)
-        assert len(before) >= 2 and len({pid for _, pid in before}) == 1, before
-        assert all(b - a > 0.5 for (a, _), (b, _) in itertools.pairwise(before)), before
-    finally:
-        process.send_signal(signal.SIGTERM)
-        with trio.fail_after(30):
-            code = await process.wait()
+            # Until a worker was killed (worker 0 catches up on start), the interval
+            # job ran once per second for the machine, in one process.
+            ticks = [line.split() for line in (tmp_path / "ticks.txt").read_text().splitlines()]
+            before = sorted((float(t), pid) for pid, t in ticks if float(t) < killed_at)
+            assert len(before) >= 2 and len({pid for _, pid in before}) == 1, before
+            assert all(b - a > 0.5 for (a, _), (b, _) in itertools.pairwise(before)), before
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(30):
+                code = await process.wait()
     assert code == 0
     assert sorted(int(n) for n in records.read_text().split()) == list(range(20))
-
-
-async def _until_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url) as client:
-        while True:
-            try:
-                if (await client.get("/admin/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.05)
 
 
 async def _outbox_counted_for_the_machine(url: str, accepted: int) -> None:

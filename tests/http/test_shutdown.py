@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
-from http_setup import BASIC_PASSWORD
 from support import JsonLines
 
 
@@ -32,11 +30,9 @@ async def refused(url: str) -> None:
             await trio.sleep(0.01)
 
 
-async def test_sigterm_drains_in_flight_requests(
-    config_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_sigterm_drains_in_flight_requests(config_path: Path) -> None:
     """SIGTERM during a 2 s request: it completes with 200, new connections are refused, exit 0."""
-    monkeypatch.setenv("TEST_BASIC_PASSWORD", BASIC_PASSWORD)
+    # config_path has put TEST_BASIC_PASSWORD, which the configuration names, in the environment.
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "daemon", "run", "--config", str(config_path)],
         stdout=subprocess.PIPE,
