@@ -351,9 +351,10 @@ async def serve(
     (``["http://127.0.0.1:8000"]``); when ``shutdown_trigger`` returns, the
     listeners close, requests in flight get ``config.graceful_timeout`` to
     finish, then the rest is cancelled and lifespan shutdown runs.
-    ``sockets`` serves already-bound sockets (they need not be listening)
-    instead of ``config.bind``. With a hypercorn version this module was not
-    written for, hypercorn's own worker serves instead, with a warning.
+    ``sockets`` serves sockets already bound and listening (trio's
+    SocketListener refuses others) instead of ``config.bind``. With a
+    hypercorn version this module was not written for, hypercorn's own
+    worker serves instead, with a warning.
     """
     wrapped = wrap_app(app, config.wsgi_max_body_size, mode)
     worker: ServeFunction = _worker_serve
