@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,22 @@ import pytest
 import trio
 
 from daemon import Daemon, FileState
+
+#: The ``hotwire`` command, run from this checkout with this interpreter.
+HOTWIRE = [sys.executable, "-m", "daemon"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a process that binds it itself."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def open_stream(url: str) -> trio.SocketStream:
+    """A raw TCP connection to the host and port of ``url`` (``http://host:port``)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return await trio.open_tcp_stream(host, int(port))
 
 
 async def until(daemon: Daemon, condition: Callable[[], object], *, timeout: float = 10) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
-from support import JsonLines
+from support import HOTWIRE, JsonLines
 
 import daemon
-
-HOTWIRE = [sys.executable, "-m", "daemon"]
 
 
 def write_config(tmp_path: Path) -> Path:

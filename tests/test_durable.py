@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import pytest
 import trio
 from notify_support import notification_socket
-from support import unwritable
+from support import HOTWIRE, free_port, unwritable
 
 from daemon import Config, Daemon, main
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
@@ -206,7 +205,7 @@ async def test_crash_loses_nothing_accepted(
     """
     emulator, handle = peer
     config = settings(tmp_path, handle)
-    config["server"]["port"] = _free_port()
+    config["server"]["port"] = free_port()
     config["server"]["workers"] = 1  # a crash of the one process that accepted
     path = tmp_path / "hotwire.toml"
     path.write_text(_toml(config))
@@ -221,7 +220,7 @@ async def test_crash_loses_nothing_accepted(
         # Its log goes to a file: a pipe nobody reads would fill and stall the daemon.
         with (tmp_path / "daemon.log").open("ab") as log:
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "daemon", "run", "--config", str(path)],
+                [*HOTWIRE, "run", "--config", str(path)],
                 stdout=log,
                 env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
             )
@@ -277,14 +276,6 @@ async def test_crash_loses_nothing_accepted(
         f"seed {round_}: accepted {len(accepted)} of {len(files)}, killed after {kill_after}; "
         f"delivered twice: {len(twice)} {twice}"
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _toml(data: dict[str, Any], prefix: str = "") -> str:

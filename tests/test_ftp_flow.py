@@ -20,6 +20,7 @@ import httpx
 import pytest
 import structlog
 import trio
+from support import free_port
 
 from daemon import Config, Daemon, main
 from daemon.emulators import DropboxEmulator, FtpEmulator
@@ -260,11 +261,7 @@ class TestSchedulerAdmin:
 
 async def test_refused_ftp_connection_is_a_clear_error(tmp_path: Path, peers: Peers) -> None:
     """An FTP host refusing connections fails the run with a clear error; the daemon goes on."""
-    closed = trio.socket.socket()
-    await closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
-    peers.connection["ftp"]["port"] = port
+    port = peers.connection["ftp"]["port"] = free_port()
     async with trio.open_nursery() as nursery:
         daemon: Daemon = await nursery.start(main, config_for(tmp_path, peers))
         with pytest.raises(

@@ -6,9 +6,7 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,8 +14,7 @@ import httpx
 import pytest
 import trio
 from notify_support import Notifications, notification_socket
-
-HOTWIRE = [sys.executable, "-m", "daemon", "run"]
+from support import HOTWIRE, free_port
 
 SERVICE = """
 from daemon import Service
@@ -27,12 +24,6 @@ class Hello(Service):
     async def handle(self):
         self.response.payload = {"hello": self.request.http.path}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(root: Path, port: int, channels: list[str], workers: int = 1) -> Path:
@@ -67,7 +58,7 @@ async def test_notify_watchdog_reload_and_stop(
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     with (tmp_path / "daemon.log").open("wb") as log:
         process = await trio.lowlevel.open_process(
-            [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+            [*HOTWIRE, "run", "--config", str(config)], env=env, stdout=log
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -136,7 +127,7 @@ async def test_supervisor_ready_after_a_worker_died_before_ready(
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     with (tmp_path / "daemon.log").open("wb") as log:
         process = await trio.lowlevel.open_process(
-            [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+            [*HOTWIRE, "run", "--config", str(config)], env=env, stdout=log
         )
     try:
         with trio.fail_after(20):
@@ -166,6 +157,7 @@ async def test_socket_activation_answers_an_early_request(tmp_path: Path) -> Non
                 "-l",
                 f"127.0.0.1:{port}",
                 *HOTWIRE,
+                "run",
                 "--config",
                 str(config),
             ],

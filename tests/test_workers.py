@@ -5,16 +5,13 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import trio
 from notify_support import notification_socket
-
-HOTWIRE = [sys.executable, "-m", "daemon", "run"]
+from support import HOTWIRE, free_port
 
 SERVICES = """
 import os
@@ -39,12 +36,6 @@ class Record(Service):
         with open(RECORDS, "a") as file:
             file.write(self.request.http.params.get("n", "?") + "\\n")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_services(root: Path, version: int) -> None:
@@ -87,7 +78,7 @@ async def test_two_workers(tmp_path: Path) -> None:
     async with notification_socket(tmp_path / "notify.sock") as notifications:
         with (tmp_path / "daemon.log").open("wb") as log:
             process = await trio.lowlevel.open_process(
-                [*HOTWIRE, "--config", str(config)], env=env, stdout=log
+                [*HOTWIRE, "run", "--config", str(config)], env=env, stdout=log
             )
         try:
             with trio.fail_after(60):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from typing import IO, cast
 import pytest
 import structlog
 import trio
+from support import free_port
 
 from daemon.connections import _ftp as ftp_module
 from daemon.connections._ftp import FtpConnection
@@ -357,9 +357,7 @@ class TestFailures:
 
     async def test_refused_port(self) -> None:
         """Nothing listens: ConnectionFailed at once, naming host:port."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         conn = FtpConnection("My FTP", host="127.0.0.1", port=port, timeout=5)
         with trio.fail_after(2), pytest.raises(ConnectionFailed) as caught:
             await conn.alistdir()

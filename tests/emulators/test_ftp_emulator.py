@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ftplib
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 import trio
+from support import free_port
 
 from daemon.emulators._ftp import FtpEmulator, FtpEmulatorHandle
 
@@ -136,9 +136,7 @@ class TestServing:
 
     async def test_passive_ports_are_honoured(self, root: Path, nursery: trio.Nursery) -> None:
         """PASV answers with a port from the configured range."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            free = probe.getsockname()[1]
+        free = free_port()
         emulator = FtpEmulator(root, password=PASSWORD, passive_ports=range(free, free + 1))
         handle = await nursery.start(emulator.run)
 

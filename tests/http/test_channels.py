@@ -11,6 +11,7 @@ import httpx
 import pytest
 import trio
 from http_setup import API_KEY, BASIC_PASSWORD
+from support import open_stream
 
 from daemon import Daemon
 
@@ -83,8 +84,7 @@ class TestErrors:
 
     async def test_huge_content_length_is_refused_before_reading(self, http_daemon: Daemon) -> None:
         """A 5 GiB Content-Length gets 413 at once, without the body being sent."""
-        host, port = http_daemon.url.removeprefix("http://").rsplit(":", 1)
-        stream = await trio.open_tcp_stream(host, int(port))
+        stream = await open_stream(http_daemon.url)
         async with stream:
             await stream.send_all(
                 b"POST /api/small HTTP/1.1\r\nHost: x\r\nContent-Length: 5368709120\r\n\r\n"
@@ -167,8 +167,7 @@ class TestBadInputNeverKillsTheDaemon:
     ) -> None:
         """A client gone mid-upload leaves no partial file behind."""
         spool = http_daemon.config.paths.state / "http-spool"
-        host, port = http_daemon.url.removeprefix("http://").rsplit(":", 1)
-        stream = await trio.open_tcp_stream(host, int(port))
+        stream = await open_stream(http_daemon.url)
         await stream.send_all(
             b"POST /api/save?target=/dev/null HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 10000000\r\n\r\n" + b"x" * 500_000

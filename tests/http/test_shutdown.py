@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import trio
-from support import JsonLines
+from support import HOTWIRE, JsonLines, open_stream
 
 
 async def refused(url: str) -> None:
@@ -19,11 +18,10 @@ async def refused(url: str) -> None:
     hypercorn closes its listener moments after the signal, with nothing to
     observe from outside the process but the refusal itself: try until then.
     """
-    host, port = url.removeprefix("http://").rsplit(":", 1)
     with trio.fail_after(5):
         while True:
             try:
-                stream = await trio.open_tcp_stream(host, int(port))
+                stream = await open_stream(url)
             except OSError:
                 return
             await stream.aclose()
@@ -34,7 +32,7 @@ async def test_sigterm_drains_in_flight_requests(config_path: Path) -> None:
     """SIGTERM during a 2 s request: it completes with 200, new connections are refused, exit 0."""
     # config_path has put TEST_BASIC_PASSWORD, which the configuration names, in the environment.
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "daemon", "run", "--config", str(config_path)],
+        [*HOTWIRE, "run", "--config", str(config_path)],
         stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
