@@ -7,7 +7,6 @@ import random
 import shutil
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +65,13 @@ def settings(tmp_path: Path, handle: DropboxEmulatorHandle, **outbox: Any) -> di
 
 
 @pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[tuple[DropboxEmulator, DropboxEmulatorHandle]]:
+async def peer(
+    tmp_path: Path, nursery: trio.Nursery
+) -> tuple[DropboxEmulator, DropboxEmulatorHandle]:
     emulator = DropboxEmulator(
         tmp_path / "dropbox", tls_dir=tmp_path / "tls", access_tokens=[TOKEN]
     )
-    async with trio.open_nursery() as nursery:
-        yield emulator, await nursery.start(emulator.run)
-        nursery.cancel_scope.cancel()
+    return emulator, await nursery.start(emulator.run)
 
 
 async def start(

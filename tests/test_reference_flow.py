@@ -51,13 +51,13 @@ def daemon_config(tmp_path: Path, connection: dict[str, Any], **extra: Any) -> C
 
 
 @pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[tuple[DropboxEmulator, DropboxEmulatorHandle]]:
+async def peer(
+    tmp_path: Path, nursery: trio.Nursery
+) -> tuple[DropboxEmulator, DropboxEmulatorHandle]:
     emulator = DropboxEmulator(
         tmp_path / "peer", tls_dir=tmp_path / "peer-tls", access_tokens=[TOKEN, "second-token"]
     )
-    async with trio.open_nursery() as nursery:
-        yield emulator, await nursery.start(emulator.run)
-        nursery.cancel_scope.cancel()
+    return emulator, await nursery.start(emulator.run)
 
 
 @pytest.fixture

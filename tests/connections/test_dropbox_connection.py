@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ TOKEN = "connection-test-token"
 
 
 @pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[tuple[DropboxEmulator, DropboxEmulatorHandle]]:
+async def peer(
+    tmp_path: Path, nursery: trio.Nursery
+) -> tuple[DropboxEmulator, DropboxEmulatorHandle]:
     emulator = DropboxEmulator(
         tmp_path / "dropbox",
         tls_dir=tmp_path / "tls",
@@ -30,10 +31,7 @@ async def peer(tmp_path: Path) -> AsyncIterator[tuple[DropboxEmulator, DropboxEm
         apps={"app-key": "app-secret"},
         refresh_tokens=["refresh-token"],
     )
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(emulator.run)
-        yield emulator, handle
-        nursery.cancel_scope.cancel()
+    return emulator, await nursery.start(emulator.run)
 
 
 def connect(handle: DropboxEmulatorHandle, **settings: Any) -> DropboxConnection:
