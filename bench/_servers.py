@@ -2,6 +2,7 @@
 
 Ports are picked before the server binds them, so one taken in between by
 another process (other benchmarks, tests) means a retry on another port.
+`scratch_dir` gives each benchmark a directory removed however it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HOTWIRE", "READY_TIMEOUT", "REPO", "Server", "free_port", "pinned", "serving", "stop"]
+__all__ = [
+    "HOTWIRE",
+    "PINNABLE",
+    "READY_TIMEOUT",
+    "REPO",
+    "Server",
+    "free_port",
+    "pinned",
+    "scratch_dir",
+    "serving",
+    "stop",
+]
 
 READY_TIMEOUT = 30.0
 REPO = Path(__file__).resolve().parent.parent
@@ -114,6 +127,21 @@ def serving(
         yield server
     finally:
         stop(server.process)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed even when the benchmark is stopped by SIGTERM.
+
+    SIGTERM (a CI timeout) becomes SystemExit while inside, so it unwinds like
+    an error: servers get stopped and large files removed.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+            yield Path(directory)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

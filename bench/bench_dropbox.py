@@ -11,23 +11,17 @@ spool file, so the wall time splits into receiving the body and uploading it
 into the emulator.
 
 The floor, in the same run: curl sends the same bytes to a raw ASGI app on
-hypercorn's trio worker, in its own subprocess, that writes each received
-chunk to a file with trio's async file API. Printed last: both wall times and
-the ratio hotwire/floor.
-
-The subprocess helpers here are shared with bench_ftp.
+hypercorn's trio worker (bench_http's), in its own subprocess, that writes
+each received chunk to a file with trio's async file API. Printed last: both
+wall times and the ratio hotwire/floor.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -35,32 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench._servers import HOTWIRE, REPO, Server, serving
-
-UPLOAD_SIZE = 1024**3
-PIECE = 16 * 1024 * 1024
-ADMIN_TOKEN = "bench-admin-token"
-SERVICES = REPO / "services"
-
-#: The parts of conf/hotwire.toml every bench daemon has; paths into its temp dir.
-BASE_CONFIG = f"""
-[server]
-host = "127.0.0.1"
-port = {{port}}
-grace_period = "5s"
-workers = 1
-
-[paths]
-services = "services"
-state = "state"
-
-[log]
-level = "warning"
-format = "json"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-"""
+from bench._hotwire import hotwire
+from bench._servers import scratch_dir
+from bench._upload import UPLOAD_SIZE, make_upload, sha256
+from bench.bench_http import floor_server
 
 UPLOAD_CONFIG = """
 [[channels.rest]]
@@ -78,34 +50,6 @@ enabled = true
 """
 
 
-def hotwire(root: Path, config: str) -> contextlib.AbstractContextManager[Server]:
-    """A Hotwire subprocess in ``root`` with BASE_CONFIG + ``config``.
-
-    Its services are the repository's, copied into ``root / "services"``
-    unless the caller put (edited) copies there first.
-    """
-    copy_services(root)
-
-    def command(port: int) -> list[str]:
-        (root / "hotwire.toml").write_text(BASE_CONFIG.format(port=port) + config)
-        return [str(HOTWIRE), "run", "--config", str(root / "hotwire.toml")]
-
-    return serving(command, "/admin/ready", root / "hotwire.log")
-
-
-def copy_services(root: Path) -> Path:
-    """``root / "services"``: a copy of the repository's services, made once."""
-    services = root / "services"
-    if not services.exists():
-        shutil.copytree(SERVICES, services, ignore=shutil.ignore_patterns("__pycache__"))
-    return services
-
-
-def sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 @dataclass(frozen=True)
 class Upload:
     """One curl upload: wall time, and when the server had the whole body (if watched)."""
@@ -114,19 +58,8 @@ class Upload:
     body_received: float | None = None
 
 
-def make_upload(path: Path) -> str:
-    """Write UPLOAD_SIZE random bytes to ``path`` in PIECE-sized pieces; return their sha256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as file:
-        for _ in range(UPLOAD_SIZE // PIECE):
-            data = os.urandom(PIECE)
-            digest.update(data)
-            file.write(data)
-    return digest.hexdigest()
-
-
 class SpoolWatcher:
-    """Polls a spool directory from a thread: when a body file first holds the whole upload.
+    """Polls a directory from a thread: when a file in it first holds the whole upload.
 
     Hotwire logs at "warning", so its timeline comes from the file system:
     the channel writes the body to ``<state>/http-spool/body-*`` as it arrives.
@@ -189,11 +122,7 @@ def run_all(root: Path) -> None:
     landed.unlink()
 
     target = root / "floor.bin"
-
-    def floor_command(port: int) -> list[str]:  # bench_http's streaming floor
-        return [sys.executable, "-m", "bench.bench_http", "--floor", "stream", str(port)]
-
-    with serving(floor_command, "/ready", root / "floor.log") as floor:
+    with floor_server("stream", root, core=None) as floor:
         url = f"{floor.url}/upload?target={quote(str(target))}"
         floor_upload, floor_answer = curl_upload(url, source)
         floor_rss = floor.memory_mb("VmHWM")
@@ -225,9 +154,8 @@ def run_all(root: Path) -> None:
 
 
 def main() -> None:
-    # TemporaryDirectory removes the 1 GiB files even when a step fails.
-    with tempfile.TemporaryDirectory(prefix="hotwire-bench-dropbox-") as directory:
-        run_all(Path(directory))
+    with scratch_dir("hotwire-bench-dropbox-") as root:  # removes the 1 GiB files however it ends
+        run_all(root)
 
 
 if __name__ == "__main__":

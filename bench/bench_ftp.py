@@ -37,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -46,8 +45,8 @@ from pathlib import Path
 
 import trio
 
-from bench._servers import HOTWIRE, READY_TIMEOUT, REPO, Server, free_port, stop
-from bench.bench_dropbox import ADMIN_TOKEN, copy_services, hotwire
+from bench._hotwire import ADMIN_TOKEN, copy_services, hotwire
+from bench._servers import HOTWIRE, READY_TIMEOUT, REPO, Server, scratch_dir, stop
 
 FILES = 1000
 FILE_SIZE = 10 * 1024
@@ -174,25 +173,18 @@ def dropbox_emulator(root: Path) -> Iterator[Dropbox]:
         '[log]\nlevel = "info"\nformat = "json"\n'
     )
     log = root / "emulator.log"
-    for _ in range(5):
-        port = free_port()
-        command = [str(HOTWIRE), "emulator", "dropbox", "--config", str(configuration)]
-        command += ["--root", str(root / "dropbox"), "--port", str(port), "--token", DROPBOX_TOKEN]
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while (event := _listening(log)) is None and process.poll() is None:
-            if time.monotonic() > deadline:
-                stop(process)
-                raise RuntimeError(f"the Dropbox emulator did not start:\n{log.read_text()}")
-            time.sleep(0.05)
-        if event is not None:
-            break
-        if "Address already in use" not in log.read_text():
-            raise RuntimeError(f"the Dropbox emulator exited:\n{log.read_text()[-2000:]}")
-    else:
-        raise RuntimeError("no free port pair found for the Dropbox emulator")
+    command = [str(HOTWIRE), "emulator", "dropbox", "--config", str(configuration)]
+    command += ["--root", str(root / "dropbox"), "--port", "0", "--token", DROPBOX_TOKEN]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
     try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (event := _listening(log)) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Dropbox emulator did not start:\n{log.read_text()[-2000:]}"
+                )
+            time.sleep(0.05)  # its only sign of readiness is the log line
         yield Dropbox(event["api_host"], event["content_host"], event["ca_path"], root / "dropbox")
     finally:
         stop(process)
@@ -323,8 +315,8 @@ def run_all(root: Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="hotwire-bench-ftp-") as directory:
-        run_all(Path(directory))
+    with scratch_dir("hotwire-bench-ftp-") as root:
+        run_all(root)
 
 
 if __name__ == "__main__":

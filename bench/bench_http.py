@@ -14,10 +14,10 @@
     best time counts (as timeit does); every time is printed.
 
 Every server runs in its own subprocess, one at a time, under the same load;
-a fresh Hotwire per upload variant so that each peak RSS is its own. When
-Hotwire has its own transport (``server.fast_transport``), (a) also runs
-Hotwire on hypercorn's stock trio worker, the floor's transport, so that the
-channel's cost and the transport's gain can be told apart. The floors are
+a fresh Hotwire per upload variant so that each peak RSS is its own. (a) also
+runs Hotwire on hypercorn's stock trio worker (``fast_transport = false``), the
+floor's transport, so that the channel's cost and the transport's gain can be
+told apart. The floors are
 served by this module (``--floor quart|stream PORT``) on hypercorn's trio
 worker with Hotwire's hypercorn settings. On a machine with two or more cores
 the server is pinned to core 0 and the client (wrk, curl) to core 1, so the
@@ -28,43 +28,34 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 import trio
 
-from bench._servers import HOTWIRE, Server, pinned, serving
+from bench._hotwire import ACK_SERVICE, hotwire
+from bench._servers import Server, pinned, scratch_dir, serving
+from bench._upload import UPLOAD_SIZE, make_upload, sha256
+from bench._wrk import Result, run_wrk
 
 BODY_SIZE = 1024
-UPLOAD_SIZE = 1024**3
 WRK_CONNECTIONS = 32
 WRK_SECONDS = 10
 WARMUP_SECONDS = 2
 UPLOAD_ROUNDS = 2
 
-SERVICES = '''
+UPLOAD_SERVICES = '''
 import trio
 from daemon import Service
-
-
-class Ack(Service):
-    name = "bench.ack"
-
-    async def handle(self):
-        self.response.payload = {"ok": True, "size": self.request.http.body.size}
 
 
 class Save(Service):
@@ -91,21 +82,9 @@ class Copy(Service):
         self.response.payload = {"ok": True, "size": body.size}
 '''
 
-CONFIG = """
-[server]
-port = {port}
-grace_period = "1s"
-workers = 1
-{server_extra}
+SERVICES = {"bench_ack.py": ACK_SERVICE, "bench_upload.py": UPLOAD_SERVICES}
 
-[paths]
-services = "services"
-state = "state"
-
-[log]
-level = "warning"
-format = "json"
-
+CHANNELS = """
 [[channels.rest]]
 path = "/ack"
 service = "bench.ack"
@@ -120,13 +99,6 @@ path = "/upload/copy"
 service = "bench.copy"
 max_body = "2GiB"
 """
-
-WRK_SCRIPT = f"""
-wrk.method = "POST"
-wrk.body = string.rep("x", {BODY_SIZE})
-wrk.headers["Content-Type"] = "application/octet-stream"
-"""
-
 
 # --- the floors, served in a subprocess by ``python -m bench.bench_http --floor ...`` ---
 
@@ -206,62 +178,30 @@ def serve_floor(kind: str, port: int) -> None:
 # --- driving servers and clients ---
 
 
-def _hotwire(root: Path, server_extra: str = "") -> contextlib.AbstractContextManager[Server]:
-    """A fresh Hotwire with the bench services, in ``root``."""
-    root.mkdir()
-    (root / "services").mkdir()
-    (root / "services" / "bench_services.py").write_text(SERVICES)
-    config = root / "hotwire.toml"
+def floor_server(
+    kind: str, root: Path, *, core: int | None
+) -> contextlib.AbstractContextManager[Server]:
+    """The ``quart`` or ``stream`` floor app in a subprocess; ``core`` pins it (see `pinned`)."""
 
-    def command_for(port: int) -> list[str]:
-        config.write_text(CONFIG.format(port=port, server_extra=server_extra))
-        return [str(HOTWIRE), "run", "--config", str(config)]
-
-    return serving(command_for, "/admin/ready", root / "hotwire.log", cwd=root, core=0)
-
-
-def _floor(kind: str, root: Path) -> contextlib.AbstractContextManager[Server]:
     def command_for(port: int) -> list[str]:
         return [sys.executable, "-m", "bench.bench_http", "--floor", kind, str(port)]
 
-    return serving(command_for, "/ready", root / f"floor-{kind}.log", core=0)
+    return serving(command_for, "/ready", root / f"floor-{kind}.log", core=core)
 
 
 # --- (a) 1 KiB POSTs under wrk ---
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    requests_per_second: float
-    p99_ms: float
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _wrk(url: str, script: Path, seconds: int, *, latency: bool) -> str:
-    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", str(script)]
-    command += ["--latency", url] if latency else [url]
-    output = subprocess.run(pinned(1, command), capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output or "Socket errors" in output:
-        raise RuntimeError(f"wrk saw failed requests against {url}:\n{output}")
-    return output
-
-
-def _post_load(url: str, script: Path) -> LoadResult:
+def _post_load(url: str) -> Result:
     """POST 1 KiB bodies to ``url``: check one answer, warm up, then measure."""
     request = urllib.request.Request(url, data=b"x" * BODY_SIZE, method="POST")
     request.add_header("Content-Type", "application/octet-stream")
     with urllib.request.urlopen(request, timeout=5) as response:
         answer = json.load(response)
     assert answer == {"ok": True, "size": BODY_SIZE}, answer
-    _wrk(url, script, WARMUP_SECONDS, latency=False)
-    output = _wrk(url, script, WRK_SECONDS, latency=True)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if rate is None or p99 is None:
-        raise RuntimeError(f"cannot parse wrk's output:\n{output}")
-    return LoadResult(float(rate.group(1)), float(p99.group(1)) * _UNITS_MS[p99.group(2)])
+    load = functools.partial(run_wrk, url, connections=WRK_CONNECTIONS, body_size=BODY_SIZE, core=1)
+    load(seconds=WARMUP_SECONDS)
+    return load(seconds=WRK_SECONDS)
 
 
 # --- (b) a 1 GiB upload ---
@@ -279,23 +219,6 @@ class UploadResult:
         return min(self.times)
 
 
-def _make_upload(path: Path) -> str:
-    """Write UPLOAD_SIZE random bytes to ``path``; return their sha256."""
-    digest = hashlib.sha256()
-    piece = 16 * 1024 * 1024
-    with path.open("wb") as file:
-        for _ in range(UPLOAD_SIZE // piece):
-            data = os.urandom(piece)
-            digest.update(data)
-            file.write(data)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def _upload(server: Server, path: str, source: Path, source_sha256: str, target: Path) -> float:
     """Upload ``source`` with curl, check the answer and the stored file; the wall time."""
     url = f"{server.url}{path}?target={quote(str(target))}"
@@ -311,7 +234,7 @@ def _upload(server: Server, path: str, source: Path, source_sha256: str, target:
         raise RuntimeError(f"curl to {url} failed: {completed.stderr} {completed.stdout}")
     answer = json.loads(completed.stdout)
     assert answer == {"ok": True, "size": UPLOAD_SIZE}, answer
-    if _sha256(target) != source_sha256:
+    if sha256(target) != source_sha256:
         raise RuntimeError(f"the file stored through {url} differs from what was sent")
     target.unlink()
     return elapsed
@@ -325,34 +248,31 @@ def _measured_uploads(
     return UploadResult(times, at_start, server.memory_mb("VmHWM"))
 
 
-def _has_fast_transport() -> bool:
-    from daemon._config import ServerConfig
-
-    return "fast_transport" in {field.name for field in fields(ServerConfig)}
-
-
 def run_all(root: Path) -> None:
-    script = root / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    posts: dict[str, LoadResult] = {}
-    with _hotwire(root / "hotwire-post") as server:
-        posts["hotwire channel"] = _post_load(server.url + "/ack", script)
-    if _has_fast_transport():
-        with _hotwire(root / "hotwire-post-stock", "fast_transport = false") as server:
-            posts["hotwire, stock worker"] = _post_load(server.url + "/ack", script)
-    with _floor("quart", root) as server:
-        posts["floor quart-trio"] = _post_load(server.url + "/ack", script)
+    posts: dict[str, Result] = {}
+    with hotwire(root / "hotwire-post", CHANNELS, services=SERVICES, core=0) as server:
+        posts["hotwire channel"] = _post_load(server.url + "/ack")
+    with hotwire(
+        root / "hotwire-post-stock",
+        CHANNELS,
+        services=SERVICES,
+        server="fast_transport = false",
+        core=0,
+    ) as server:
+        posts["hotwire, stock worker"] = _post_load(server.url + "/ack")
+    with floor_server("quart", root, core=0) as server:
+        posts["floor quart-trio"] = _post_load(server.url + "/ack")
 
     source = root / "upload.bin"
-    source_sha256 = _make_upload(source)
+    source_sha256 = make_upload(source)
     target = root / "stored.bin"  # same filesystem as Hotwire's spool: save_to renames
     uploads: dict[str, UploadResult] = {}
     for variant in ("save", "copy"):
-        with _hotwire(root / f"hotwire-{variant}") as server:
+        with hotwire(root / f"hotwire-{variant}", CHANNELS, services=SERVICES, core=0) as server:
             uploads[variant] = _measured_uploads(
                 server, f"/upload/{variant}", source, source_sha256, target
             )
-    with _floor("stream", root) as server:
+    with floor_server("stream", root, core=0) as server:
         uploads["floor"] = _measured_uploads(server, "/upload", source, source_sha256, target)
 
     floor_rate = posts["floor quart-trio"].requests_per_second
@@ -390,11 +310,8 @@ def run_all(root: Path) -> None:
 
 
 def main() -> None:
-    # TemporaryDirectory removes the 1 GiB files even when a step fails, and
-    # SIGTERM (a CI timeout) becomes SystemExit so that it unwinds the same way.
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
-    with tempfile.TemporaryDirectory(prefix="hotwire-bench-http-") as directory:
-        run_all(Path(directory))
+    with scratch_dir("hotwire-bench-http-") as root:  # removes the 1 GiB files however it ends
+        run_all(root)
 
 
 if __name__ == "__main__":

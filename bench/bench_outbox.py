@@ -21,23 +21,19 @@ sequence done one at a time without Hotwire.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._servers import Server
-from bench.bench_dropbox import ADMIN_TOKEN, hotwire
+from bench._hotwire import ACK_SERVICE, ADMIN_TOKEN, hotwire
+from bench._servers import Server, scratch_dir
+from bench._wrk import Result, run_wrk
 
 BODY_SIZE = 10 * 1024
 WRK_CONNECTIONS = 16
@@ -46,36 +42,18 @@ WARMUP_SECONDS = 2
 FLOOR_SECONDS = 2.0
 DRAIN_TIMEOUT = 60.0
 
-SERVICE = """
-from daemon import Service
-
-
-class Accept(Service):
-    name = "bench.accept"
-
-    async def handle(self):
-        self.response.payload = {"ok": True, "size": self.request.http.body.size}
-"""
-
 CHANNELS = """
 [[channels.rest]]
 path = "/api/sync"
-service = "bench.accept"
+service = "bench.ack"
 methods = ["POST"]
 
 [[channels.rest]]
 path = "/api/durable"
-service = "bench.accept"
+service = "bench.ack"
 methods = ["POST"]
 delivery = "durable"
 """
-
-WRK_SCRIPT = f"""
-wrk.method = "POST"
-wrk.body = string.rep("x", {BODY_SIZE})
-wrk.headers["Content-Type"] = "application/octet-stream"
-"""
-
 
 # --- the disk's own rates, as context ---
 
@@ -147,28 +125,6 @@ def serial_ack_rate(root: Path) -> float:
 # --- wrk against the daemon ---
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    requests_per_second: float
-    p99_ms: float
-    requests: int  # answers wrk counted in the measured run and its warm-up
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _wrk(url: str, script: Path, seconds: int) -> tuple[str, int]:
-    """wrk's output and the number of answers it counted; RuntimeError on any failure."""
-    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", str(script)]
-    output = subprocess.run(
-        [*command, "--latency", url], capture_output=True, text=True, check=True
-    ).stdout
-    count = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
-    if "Non-2xx" in output or "Socket errors" in output or count is None:
-        raise RuntimeError(f"wrk saw failed requests against {url}:\n{output}")
-    return output, int(count.group(1))
-
-
 def _post(url: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=b"x" * BODY_SIZE, method="POST")
     request.add_header("Content-Type", "application/octet-stream")
@@ -176,16 +132,15 @@ def _post(url: str) -> tuple[int, Any]:
         return response.status, json.load(response)
 
 
-def post_load(url: str, script: Path) -> LoadResult:
-    """Warm up, then measure; ``requests`` includes the warm-up's answers."""
-    _, warm_up = _wrk(url, script, WARMUP_SECONDS)
-    output, measured = _wrk(url, script, WRK_SECONDS)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    if rate is None or p99 is None:
-        raise RuntimeError(f"cannot parse wrk's output:\n{output}")
-    p99_ms = float(p99.group(1)) * _UNITS_MS[p99.group(2)]
-    return LoadResult(float(rate.group(1)), p99_ms, warm_up + measured)
+def post_load(url: str) -> tuple[Result, int]:
+    """Warm up, then measure; also the answers wrk counted in both runs.
+
+    Any failed request (socket error, status 400 or more) raises RuntimeError.
+    """
+    load = functools.partial(run_wrk, url, connections=WRK_CONNECTIONS, body_size=BODY_SIZE)
+    warm_up = load(seconds=WARMUP_SECONDS)
+    measured = load(seconds=WRK_SECONDS)
+    return measured, warm_up.requests + measured.requests
 
 
 # --- the outbox afterwards ---
@@ -218,20 +173,15 @@ def run_all(root: Path) -> None:
     fsync_rate = raw_fsync_rate(floors)
     ack_rate = serial_ack_rate(floors)
 
-    script = root / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    daemon_root = root / "hotwire"
-    (daemon_root / "services").mkdir(parents=True)
-    (daemon_root / "services" / "bench_accept.py").write_text(SERVICE)
-    with hotwire(daemon_root, CHANNELS) as server:
+    with hotwire(root / "hotwire", CHANNELS, services={"bench_ack.py": ACK_SERVICE}) as server:
         status, answer = _post(f"{server.url}/api/sync")
         assert (status, answer) == (200, {"ok": True, "size": BODY_SIZE}), (status, answer)
         status, answer = _post(f"{server.url}/api/durable")
         assert status == 202 and "message_id" in answer, (status, answer)
-        sync = post_load(f"{server.url}/api/sync", script)
-        durable = post_load(f"{server.url}/api/durable", script)
+        sync, _ = post_load(f"{server.url}/api/sync")
+        durable, durable_answers = post_load(f"{server.url}/api/durable")
         counts, drain_seconds = drained(server)
-    accepted = durable.requests + 1  # the check above; wrk may not count its last answers
+    accepted = durable_answers + 1  # the check above; wrk may not count its last answers
 
     print(f"raw write(10KiB)+fsync, one thread:          {fsync_rate:8,.0f} /s")
     print(f"serial ack (fsync, rename, fsync dir, commit): {ack_rate:6,.0f} /s")
@@ -256,10 +206,8 @@ def run_all(root: Path) -> None:
 
 
 def main() -> None:
-    # SIGTERM (a CI timeout) becomes SystemExit, so the daemon is stopped and the dir removed.
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
-    with tempfile.TemporaryDirectory(prefix="hotwire-bench-outbox-") as directory:
-        run_all(Path(directory))
+    with scratch_dir("hotwire-bench-outbox-") as root:
+        run_all(root)
 
 
 if __name__ == "__main__":

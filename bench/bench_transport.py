@@ -1,6 +1,6 @@
 """Benchmark: hypercorn's stock Trio worker against Hotwire's fast transport.
 
-Run ``.venv/bin/python bench/bench_transport.py`` (or call `main`). One run
+Run ``.venv/bin/python -m bench transport`` (or call `main`). One run
 serves the same raw ASGI app -- it reads a ~1 KiB POST body and answers a small
 JSON document -- first on ``hypercorn.trio`` and then on
 ``daemon.http._fast_transport``, each in its own subprocess, one at a time and
@@ -19,46 +19,26 @@ server's one core is what is measured.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench._servers import scratch_dir, serving
+from bench._wrk import Result, run_wrk
 
 BODY = b"x" * 1024
 RESPONSE = json.dumps({"ok": True, "received": len(BODY)}).encode()
 TRANSPORTS = ("stock", "fast")
-
-_WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = string.rep("x", %d)
-wrk.headers["Content-Type"] = "application/octet-stream"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT %%d %%d %%d %%d\\n", summary.requests, summary.duration,
-    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-
-
-@dataclass(frozen=True)
-class Result:
-    """What one load run measured."""
-
-    requests_per_second: float
-    p99_ms: float
-    errors: int
+BACKLOG = 1024
 
 
 # --------------------------------------------------------------------------- server side
@@ -91,76 +71,30 @@ async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send
     await send({"type": "http.response.body", "body": RESPONSE})
 
 
-def run_server(transport: str) -> None:
-    """Serve `app` on 127.0.0.1, port 0; print the URL; stop on SIGTERM."""
+def run_server(transport: str, port: int) -> None:
+    """Serve `app` on 127.0.0.1:``port``; stop on SIGTERM."""
     import trio
     from hypercorn.config import Config
 
     from daemon.http._fast_transport import select_serve
 
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {0})
     config = Config()
-    config.bind = ["127.0.0.1:0"]
+    config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = None
-    config.backlog = 1024
+    config.backlog = BACKLOG
 
     async def shutdown_on_sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async for _ in signals:
                 return
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: select_serve(transport == "fast")(
-                    app, config, shutdown_trigger=shutdown_on_sigterm, task_status=task_status
-                )
-            )
-            print(binds[0], flush=True)
-
-    trio.run(main)
+    serve = select_serve(transport == "fast")
+    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_on_sigterm))
 
 
-# --------------------------------------------------------------------------- load side
-
-
-def _pin_to_load_core(pid: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(pid, {1})
-
-
-def run_wrk(
-    wrk: str, url: str, seconds: float, connections: int, *, threads: int = 1, pin: bool = True
-) -> Result:
-    """One wrk run against ``url``; wrk's own Lua ``done`` hook reports the figures.
-
-    ``pin`` keeps wrk on core 1, the server being on core 0.
-    """
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT % len(BODY))
-    try:
-        command = [
-            wrk,
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "-s",
-            script.name,
-            url,
-        ]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        if pin:
-            _pin_to_load_core(process.pid)
-        output, _ = process.communicate()
-    finally:
-        os.unlink(script.name)
-    match = re.search(r"^RESULT (\d+) (\d+) (\d+) (\d+)$", output, re.MULTILINE)
-    if process.returncode != 0 or match is None:
-        raise RuntimeError(f"wrk failed (exit {process.returncode}):\n{output}")
-    requests, duration_us, p99_us, errors = map(int, match.groups())
-    return Result(requests / (duration_us / 1e6), p99_us / 1e3, errors)
+def _server_command(transport: str, *options: str) -> list[str]:
+    return [sys.executable, "-m", "bench.bench_transport", "--serve", transport, *options]
 
 
 def run_python_load(url: str, seconds: float, connections: int) -> Result:
@@ -199,31 +133,24 @@ def run_python_load(url: str, seconds: float, connections: int) -> Result:
     elapsed = time.monotonic() - started
     merged = sorted(latency for per_client in latencies for latency in per_client)
     p99 = merged[int(len(merged) * 0.99)] if merged else 0.0
-    return Result(len(merged) / elapsed, p99 * 1e3, sum(errors))
+    return Result(len(merged) / elapsed, p99 * 1e3, sum(errors), len(merged))
 
 
-def measure(transport: str, seconds: float, warmup: float, connections: int) -> Result:
-    """Start one server subprocess, warm it up, measure it, stop it."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", transport],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError(f"the {transport} server did not start (printed {url!r})")
-        wrk = shutil.which("wrk")
-        if wrk is not None:
-            run_wrk(wrk, url, warmup, connections)
-            return run_wrk(wrk, url, seconds, connections)
-        run_python_load(url, warmup, connections)
-        return run_python_load(url, seconds, connections)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+def measure(transport: str, root: Path, seconds: float, warmup: float, connections: int) -> Result:
+    """Start one server subprocess on core 0, warm it up, measure it from core 1, stop it."""
+
+    def command_for(port: int) -> list[str]:
+        return _server_command(transport, "--port", str(port))
+
+    with serving(command_for, "/", root / f"{transport}.log", core=0) as server:
+        if shutil.which("wrk") is None:
+            run_python_load(server.url, warmup, connections)
+            return run_python_load(server.url, seconds, connections)
+        load = functools.partial(
+            run_wrk, server.url, connections=connections, body_size=len(BODY), core=1, strict=False
+        )
+        load(seconds=warmup)
+        return load(seconds=seconds)
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -236,17 +163,19 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--serve", choices=TRANSPORTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv or [])
     if args.serve is not None:
-        run_server(args.serve)
+        run_server(args.serve, args.port)
         return 0.0
 
     load = "wrk -t1" if shutil.which("wrk") else "python threads (wrk not found)"
     print(f"load: {load}, {args.connections} connections, {args.duration:g} s, POST {len(BODY)} B")
-    results = {
-        transport: measure(transport, args.duration, args.warmup, args.connections)
-        for transport in TRANSPORTS
-    }
+    with scratch_dir("hotwire-bench-transport-") as root:
+        results = {
+            transport: measure(transport, root, args.duration, args.warmup, args.connections)
+            for transport in TRANSPORTS
+        }
     for transport, result in results.items():
         print(
             f"{transport:>5}: {result.requests_per_second:9.1f} req/s"

@@ -10,22 +10,14 @@ them). POST 1 KiB, 2 s warm-up then 10 s. Target: at least 3.3x the floor.
 
 from __future__ import annotations
 
+import functools
 import shutil
-import tempfile
 from pathlib import Path
 
-from bench._servers import HOTWIRE, serving
-from bench.bench_dropbox import BASE_CONFIG
-from bench.bench_transport import BODY, Result, measure, run_wrk
-
-SERVICE = """
-from daemon import Service
-
-class Ack(Service):
-    name = "bench.ack"
-    async def handle(self):
-        self.response.payload = {"ok": True, "size": self.request.http.body.size}
-"""
+from bench._hotwire import ACK_SERVICE, hotwire
+from bench._servers import scratch_dir
+from bench._wrk import Result, run_wrk
+from bench.bench_transport import BODY, measure
 
 CONFIG = """
 [[channels.rest]]
@@ -34,31 +26,30 @@ service = "bench.ack"
 methods = ["POST"]
 """
 
-SECONDS, WARMUP, CONNECTIONS, THREADS = 10, 2, 64, 2
+SECONDS, WARMUP, CONNECTIONS, THREADS, WORKERS = 10, 2, 64, 2, 2
 
 
-def hotwire_workers(root: Path, wrk: str) -> Result:
-    (root / "services").mkdir()
-    (root / "services" / "ack.py").write_text(SERVICE)
+def _two_core_load(url: str) -> Result:
+    """Warm up, then measure ``url`` under wrk ``-t2 -c64``, unpinned."""
+    load = functools.partial(
+        run_wrk, url, connections=CONNECTIONS, threads=THREADS, body_size=len(BODY), strict=False
+    )
+    load(seconds=WARMUP)
+    return load(seconds=SECONDS)
 
-    def command(port: int) -> list[str]:
-        base = BASE_CONFIG.format(port=port).replace("workers = 1", "workers = 2", 1)
-        (root / "hotwire.toml").write_text(base + CONFIG)
-        return [str(HOTWIRE), "run", "--config", str(root / "hotwire.toml")]
 
-    with serving(command, "/admin/ready", root / "hotwire.log") as server:
-        url = server.url + "/api/ack"
-        run_wrk(wrk, url, WARMUP, CONNECTIONS, threads=THREADS, pin=False)
-        return run_wrk(wrk, url, SECONDS, CONNECTIONS, threads=THREADS, pin=False)
+def hotwire_workers(root: Path) -> Result:
+    services = {"ack.py": ACK_SERVICE}
+    with hotwire(root / "hotwire", CONFIG, services=services, workers=WORKERS) as server:
+        return _two_core_load(server.url + "/api/ack")
 
 
 def main() -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    if shutil.which("wrk") is None:
         raise SystemExit("bench_workers needs wrk (apt-get install wrk)")
-    floor = measure("stock", SECONDS, WARMUP, CONNECTIONS)
-    with tempfile.TemporaryDirectory(prefix="hotwire-bench-") as directory:
-        workers = hotwire_workers(Path(directory), wrk)
+    with scratch_dir("hotwire-bench-workers-") as root:
+        floor = measure("stock", root, SECONDS, WARMUP, CONNECTIONS)
+        workers = hotwire_workers(root)
     print(f"POST {len(BODY)} B, wrk -t{THREADS} -c{CONNECTIONS}, {SECONDS} s")
     print(
         f"floor  stock trio worker, raw ASGI, 1 process: {floor.requests_per_second:8.0f} req/s"
