@@ -33,6 +33,7 @@ __all__ = [
     "pinned",
     "scratch_dir",
     "serving",
+    "started",
     "stop",
 ]
 
@@ -80,12 +81,19 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _start(command: list[str], url: str, ready_path: str, log: Path, cwd: Path) -> Server | None:
+def _start(
+    command: list[str],
+    url: str,
+    ready_path: str,
+    log: Path,
+    cwd: Path,
+    pass_fds: tuple[int, ...] = (),
+) -> Server | None:
     """Start ``command``; None if it exits because its port was taken meanwhile."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, pass_fds=pass_fds
         )
     deadline = time.monotonic() + READY_TIMEOUT
     try:
@@ -123,6 +131,20 @@ def serving(
             break
     else:
         raise RuntimeError(f"no free port found for {command_for(0)}")
+    try:
+        yield server
+    finally:
+        stop(server.process)
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], url: str, ready_path: str, log: Path, *, pass_fds: tuple[int, ...]
+) -> Iterator[Server]:
+    """Start ``command`` serving on sockets the caller bound (``pass_fds``); as `serving`."""
+    server = _start(command, url, ready_path, log, REPO, pass_fds)
+    if server is None:
+        raise RuntimeError(f"{command} found its address in use:\n{log.read_text()[-2000:]}")
     try:
         yield server
     finally:

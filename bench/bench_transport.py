@@ -14,11 +14,15 @@ sockets) stands in; it is slower than wrk, so its absolute figures are lower,
 but both transports get the same one. On a machine with two or more cores the
 server is pinned to core 0 and the load generator to core 1, so that the
 server's one core is what is measured.
+
+`reuse_port_servers` serves the same app on the fast transport in several
+processes on one port, as Hotwire's workers do (bench_workers' reference).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import re
@@ -28,11 +32,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench._servers import scratch_dir, serving
+from bench._servers import Server, scratch_dir, serving, started
 from bench._wrk import Result, run_wrk
 
 BODY = b"x" * 1024
@@ -71,10 +75,10 @@ async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send
     await send({"type": "http.response.body", "body": RESPONSE})
 
 
-def run_server(transport: str, port: int) -> None:
-    """Serve `app` on 127.0.0.1:``port``; stop on SIGTERM."""
+def run_server(transport: str, port: int, fd: int | None) -> None:
+    """Serve `app` on 127.0.0.1:``port``, or on the listening socket ``fd``; stop on SIGTERM."""
     import trio
-    from hypercorn.config import Config
+    from hypercorn.config import Config, Sockets
 
     from daemon.http._fast_transport import select_serve
 
@@ -83,6 +87,7 @@ def run_server(transport: str, port: int) -> None:
     config.accesslog = None
     config.errorlog = None
     config.backlog = BACKLOG
+    sockets = None if fd is None else Sockets([], [socket.socket(fileno=fd)], [])
 
     async def shutdown_on_sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -90,11 +95,42 @@ def run_server(transport: str, port: int) -> None:
                 return
 
     serve = select_serve(transport == "fast")
-    trio.run(lambda: serve(app, config, shutdown_trigger=shutdown_on_sigterm))
+    trio.run(lambda: serve(app, config, sockets=sockets, shutdown_trigger=shutdown_on_sigterm))
 
 
 def _server_command(transport: str, *options: str) -> list[str]:
     return [sys.executable, "-m", "bench.bench_transport", "--serve", transport, *options]
+
+
+@contextlib.contextmanager
+def reuse_port_servers(count: int, root: Path) -> Iterator[str]:
+    """`app` on the fast transport in ``count`` processes sharing one port; its URL.
+
+    Each process gets its own SO_REUSEPORT socket, as each Hotwire worker binds
+    one (``daemon.http._server.reuse_port_socket``). All are bound and listening
+    before any process starts, so a connection the kernel hands to a process
+    still starting waits in that socket's backlog. Nothing is pinned.
+    """
+    from daemon.http._server import reuse_port_socket
+
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(reuse_port_socket("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        listeners = [first]
+        listeners += [
+            stack.enter_context(reuse_port_socket("127.0.0.1", port)) for _ in range(count - 1)
+        ]
+        servers: list[Server] = []
+        for index, listener in enumerate(listeners):
+            listener.listen(BACKLOG)
+            fd = listener.fileno()
+            command = _server_command("fast", "--fd", str(fd))
+            url = f"http://127.0.0.1:{port}"
+            log = root / f"reuse-port-{index}.log"
+            servers.append(stack.enter_context(started(command, url, "/", log, pass_fds=(fd,))))
+        yield url
+        if any(server.process.poll() is not None for server in servers):
+            raise RuntimeError(f"a reuse-port server exited during the run; logs in {root}")
 
 
 def run_python_load(url: str, seconds: float, connections: int) -> Result:
@@ -164,9 +200,10 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--serve", choices=TRANSPORTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv or [])
     if args.serve is not None:
-        run_server(args.serve, args.port)
+        run_server(args.serve, args.port, args.fd)
         return 0.0
 
     load = "wrk -t1" if shutil.which("wrk") else "python threads (wrk not found)"
