@@ -12,8 +12,9 @@ into the emulator.
 
 The floor, in the same run: curl sends the same bytes to a raw ASGI app on
 hypercorn's trio worker (bench_http's), in its own subprocess, that writes
-each received chunk to a file with trio's async file API. Printed last: both
-wall times and the ratio hotwire/floor.
+each received chunk to a file with trio's async file API; the same thread
+watches that file, so both uploads share the machine with it. Printed last:
+both wall times and the ratio hotwire/floor.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ enabled = true
 
 @dataclass(frozen=True)
 class Upload:
-    """One curl upload: wall time, and when the server had the whole body (if watched)."""
+    """One curl upload: wall time, and when the watched file held the whole body (if seen)."""
 
     seconds: float
     body_received: float | None = None
@@ -63,6 +64,8 @@ class SpoolWatcher:
 
     Hotwire logs at "warning", so its timeline comes from the file system:
     the channel writes the body to ``<state>/http-spool/body-*`` as it arrives.
+    The floor's upload is watched the same way, so that both share the machine
+    with this thread.
     """
 
     def __init__(self, directory: Path, size: int) -> None:
@@ -89,10 +92,10 @@ class SpoolWatcher:
                             self.full_at = time.perf_counter()
 
 
-def curl_upload(url: str, source: Path, spool: Path | None = None) -> tuple[Upload, Any]:
-    """POST ``source`` to ``url`` with curl; the timing and the JSON answer."""
+def curl_upload(url: str, source: Path, spool: Path) -> tuple[Upload, Any]:
+    """POST ``source`` to ``url`` with curl, watching ``spool``; the timing and the JSON answer."""
     os.sync()  # earlier steps' dirty pages must not be written back during this one
-    with SpoolWatcher(spool, UPLOAD_SIZE) if spool else contextlib.nullcontext() as watcher:
+    with SpoolWatcher(spool, UPLOAD_SIZE) as watcher:
         started = time.perf_counter()
         completed = subprocess.run(
             ["curl", "-sS", "-T", str(source), "-X", "POST", url], capture_output=True, text=True
@@ -100,7 +103,7 @@ def curl_upload(url: str, source: Path, spool: Path | None = None) -> tuple[Uplo
         elapsed = time.perf_counter() - started
     if completed.returncode != 0 or not completed.stdout.startswith("{"):
         raise RuntimeError(f"curl to {url} failed: {completed.stderr} {completed.stdout}")
-    received = watcher.full_at - started if watcher and watcher.full_at else None
+    received = watcher.full_at - started if watcher.full_at else None
     return Upload(elapsed, received), json.loads(completed.stdout)
 
 
@@ -121,10 +124,11 @@ def run_all(root: Path) -> None:
         raise RuntimeError(f"{landed} differs from what was sent")
     landed.unlink()
 
-    target = root / "floor.bin"
+    target = root / "floor" / "floor.bin"
+    target.parent.mkdir()
     with floor_server("stream", root, core=None) as floor:
         url = f"{floor.url}/upload?target={quote(str(target))}"
-        floor_upload, floor_answer = curl_upload(url, source)
+        floor_upload, floor_answer = curl_upload(url, source, target.parent)
         floor_rss = floor.memory_mb("VmHWM")
     assert floor_answer == {"ok": True, "size": UPLOAD_SIZE}, floor_answer
     if sha256(target) != source_sha256:
