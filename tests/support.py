@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import trio
 
 from daemon import Daemon, FileState
 
+#: The repository's own services (the reference scenario's), as deployed by `make run`.
+REPO_SERVICES = Path(__file__).parent.parent / "services"
+
 #: The ``hotwire`` command, run from this checkout with this interpreter.
 HOTWIRE = [sys.executable, "-m", "daemon"]
 
@@ -25,6 +29,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def copy_repo_services(root: Path) -> Path:
+    """``root / "services"`` holding a copy of the repository's services (made once)."""
+    services = root / "services"
+    if not services.exists():
+        shutil.copytree(REPO_SERVICES, services, ignore=shutil.ignore_patterns("__pycache__"))
+    return services
 
 
 async def open_stream(url: str) -> trio.SocketStream:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 from collections import Counter
 from pathlib import Path
@@ -14,25 +13,17 @@ import httpx
 import pytest
 import trio
 from notify_support import notification_socket
-from support import HOTWIRE, free_port, unwritable
+from support import HOTWIRE, copy_repo_services, free_port, unwritable
 
 from daemon import Config, Daemon, main
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
 
-SERVICES = Path(__file__).parent.parent / "services"
 TOKEN = "durable-token"
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 
-def copy_services(tmp_path: Path) -> Path:
-    services = tmp_path / "services"
-    if not services.exists():
-        shutil.copytree(SERVICES, services, ignore=shutil.ignore_patterns("__pycache__"))
-    return services
-
-
 def settings(tmp_path: Path, handle: DropboxEmulatorHandle, **outbox: Any) -> dict[str, Any]:
-    copy_services(tmp_path)
+    copy_repo_services(tmp_path)
     return {
         "paths": {"services": "services", "state": "state"},
         "server": {"port": 0, "grace_period": "5s"},
@@ -112,7 +103,7 @@ class TestDurableChannel:
     ) -> None:
         """invoke_async(..., durable=True) returns a message id; the target runs later."""
         emulator, handle = peer
-        (copy_services(tmp_path) / "hand_off.py").write_text(
+        (copy_repo_services(tmp_path) / "hand_off.py").write_text(
             "from daemon import Service\n"
             "class HandOff(Service):\n"
             "    name = 'test.hand_off'\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,13 +19,12 @@ import httpx
 import pytest
 import structlog
 import trio
-from support import free_port
+from support import copy_repo_services, free_port
 
 from daemon import Config, Daemon, main
 from daemon.emulators import DropboxEmulator, FtpEmulator
 from daemon.exceptions import ConnectionFailed
 
-SERVICES = Path(__file__).parent.parent / "services"
 TOKEN = "ftp-flow-token"
 ADMIN = {"Authorization": "Bearer admin-token"}
 
@@ -74,7 +72,7 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
 
 
 def config_for(tmp_path: Path, peers: Peers, **extra: Any) -> Config:
-    shutil.copytree(SERVICES, tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_repo_services(tmp_path)
     return Config.from_mapping(
         {
             "paths": {"services": "services", "state": "state"},
@@ -89,11 +87,9 @@ def config_for(tmp_path: Path, peers: Peers, **extra: Any) -> Config:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path, peers: Peers) -> AsyncIterator[Daemon]:
-    async with trio.open_nursery() as nursery:
-        running: Daemon = await nursery.start(main, config_for(tmp_path, peers))
-        yield running
-        running.stop()
+def config(tmp_path: Path, peers: Peers) -> Config:
+    """The root conftest's `daemon` runs this configuration: both connections on `peers`."""
+    return config_for(tmp_path, peers)
 
 
 def place_files(root: Path, count: int, largest: int) -> dict[str, str]:

@@ -8,8 +8,6 @@ configuration, as it would be at real Dropbox.
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,16 @@ import httpx
 import pytest
 import structlog
 import trio
+from support import copy_repo_services
 
 from daemon import Config, Daemon, main
 from daemon.emulators import DropboxEmulator, DropboxEmulatorHandle
 
-SERVICES = Path(__file__).parent.parent / "services"
 TOKEN = "reference-flow-token"
 
 
 def daemon_config(tmp_path: Path, connection: dict[str, Any], **extra: Any) -> Config:
-    services = tmp_path / "services"
-    shutil.copytree(SERVICES, services, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_repo_services(tmp_path)
     return Config.from_mapping(
         {
             "paths": {"services": "services", "state": "state"},
@@ -61,12 +58,10 @@ async def peer(
 
 
 @pytest.fixture
-async def pointed(
-    tmp_path: Path, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
-) -> AsyncIterator[Daemon]:
-    """A daemon whose Dropbox connection points at `peer` by configuration."""
+def config(tmp_path: Path, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]) -> Config:
+    """For the root conftest's `daemon`: a Dropbox connection pointed at `peer` by config."""
     _, handle = peer
-    config = daemon_config(
+    return daemon_config(
         tmp_path,
         {
             "token": TOKEN,
@@ -75,10 +70,6 @@ async def pointed(
             "ca_certs": str(handle.ca_path),
         },
     )
-    async with trio.open_nursery() as nursery:
-        daemon: Daemon = await nursery.start(main, config)
-        yield daemon
-        daemon.stop()
 
 
 async def test_upload_lands_in_the_embedded_emulator(tmp_path: Path) -> None:
@@ -115,11 +106,11 @@ async def test_upload_lands_in_the_embedded_emulator(tmp_path: Path) -> None:
     ids=["empty", "slash", "slashes", "dotdot", "nested-dotdot", "control", "too-long"],
 )
 async def test_unsafe_file_names_are_refused(
-    pointed: Daemon, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], name: str, reason: str
+    daemon: Daemon, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], name: str, reason: str
 ) -> None:
     """Each unsafe name gets a 400 saying why, and nothing reaches Dropbox."""
     emulator, _ = peer
-    async with httpx.AsyncClient(base_url=pointed.url) as client:
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
         for path in ("/api/upload", "/api/upload/stream"):
             response = await client.post(path, params={"file_name": name}, content=b"data")
             assert response.status_code == 400
@@ -161,12 +152,12 @@ async def test_wrong_token_is_a_clear_error_with_the_cid_in_the_log(
 
 
 async def test_token_changed_through_the_admin_api(
-    pointed: Daemon, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
+    daemon: Daemon, peer: tuple[DropboxEmulator, DropboxEmulatorHandle]
 ) -> None:
     """PUT .../secret takes effect on the next upload and is never readable back."""
     emulator, _ = peer
     headers = {"Authorization": "Bearer admin-token"}
-    async with httpx.AsyncClient(base_url=pointed.url, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=daemon.url, headers=headers) as client:
         url = "/admin/connections/cloud.dropbox/My Connection/secret"
         assert (await client.put(url, json={"secret": "revoked"})).json()["secret"] == "set"
         refused = await client.post("/api/upload", params={"file_name": "a"}, content=b"x")
@@ -180,6 +171,6 @@ async def test_token_changed_through_the_admin_api(
         assert (
             await client.put(url.replace("My Connection", "Nope"), json={"secret": "x"})
         ).status_code == 404
-    stored = next((pointed.config.paths.state / "secrets" / "cloud.dropbox").iterdir())
+    stored = next((daemon.config.paths.state / "secrets" / "cloud.dropbox").iterdir())
     assert stored.stat().st_mode & 0o777 == 0o600
     assert (emulator.root / "a").read_bytes() == b"x"

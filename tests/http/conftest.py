@@ -1,4 +1,4 @@
-"""A real daemon with REST channels on hypercorn, port 0, and an httpx client for it."""
+"""A real daemon with REST channels on hypercorn, port 0, and httpx clients for it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from http_setup import ADMIN_TOKEN, BASIC_PASSWORD, write_config
 
-from daemon import Daemon, load_config, main
+from daemon import Config, Daemon, load_config
 
 
 @pytest.fixture
@@ -20,21 +19,19 @@ def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-async def http_daemon(config_path: Path) -> AsyncIterator[Daemon]:
-    async with trio.open_nursery() as nursery:
-        daemon: Daemon = await nursery.start(main, load_config(config_path))
-        yield daemon
-        daemon.stop()
+def config(config_path: Path) -> Config:
+    """The root conftest's `daemon` runs this configuration: channels of http_setup."""
+    return load_config(config_path)
 
 
 @pytest.fixture
-async def client(http_daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=http_daemon.url, timeout=30) as client:
+async def client(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
         yield client
 
 
 @pytest.fixture
-async def admin(http_daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
+async def admin(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(base_url=http_daemon.url, headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=30) as client:
         yield client

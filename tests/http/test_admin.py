@@ -144,7 +144,7 @@ class TestReload:
         assert (await client.get("/api/text")).status_code == 201
 
 
-async def test_hotwire_invoke_command(http_daemon: Daemon, config_path: Path) -> None:
+async def test_hotwire_invoke_command(daemon: Daemon, config_path: Path) -> None:
     """`hotwire invoke` talks to the running daemon's admin API and prints the answer."""
     command = [
         sys.executable,
@@ -154,7 +154,7 @@ async def test_hotwire_invoke_command(http_daemon: Daemon, config_path: Path) ->
         "--config",
         str(config_path),
         "--url",
-        http_daemon.url,
+        daemon.url,
     ]
     ok = await trio.run_process(
         [*command, "http.needs", "--payload", '{"name": "cli", "count": 1}'],

@@ -82,9 +82,9 @@ class TestErrors:
     async def test_body_over_limit_is_413(self, client: httpx.AsyncClient) -> None:
         assert_error(await client.post("/api/small", content=b"x" * 2048), 413, "1024 bytes")
 
-    async def test_huge_content_length_is_refused_before_reading(self, http_daemon: Daemon) -> None:
+    async def test_huge_content_length_is_refused_before_reading(self, daemon: Daemon) -> None:
         """A 5 GiB Content-Length gets 413 at once, without the body being sent."""
-        stream = await open_stream(http_daemon.url)
+        stream = await open_stream(daemon.url)
         async with stream:
             await stream.send_all(
                 b"POST /api/small HTTP/1.1\r\nHost: x\r\nContent-Length: 5368709120\r\n\r\n"
@@ -163,11 +163,11 @@ class TestBadInputNeverKillsTheDaemon:
         assert (await client.get("/api/echo/a/1")).status_code == 200
 
     async def test_disconnect_mid_upload_removes_the_spool_file(
-        self, http_daemon: Daemon, client: httpx.AsyncClient
+        self, daemon: Daemon, client: httpx.AsyncClient
     ) -> None:
         """A client gone mid-upload leaves no partial file behind."""
-        spool = http_daemon.config.paths.state / "http-spool"
-        stream = await open_stream(http_daemon.url)
+        spool = daemon.config.paths.state / "http-spool"
+        stream = await open_stream(daemon.url)
         await stream.send_all(
             b"POST /api/save?target=/dev/null HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 10000000\r\n\r\n" + b"x" * 500_000
@@ -178,7 +178,7 @@ class TestBadInputNeverKillsTheDaemon:
                 await trio.sleep(0.01)
         await stream.aclose()
         with trio.fail_after(10):
-            while http_daemon.gateway.requests["/api/save", 499] == 0:  # noqa: ASYNC110
+            while daemon.gateway.requests["/api/save", 499] == 0:  # noqa: ASYNC110
                 await trio.sleep(0.01)
         assert list(spool.iterdir()) == []
         assert (await client.get("/api/echo/a/1")).status_code == 200
