@@ -36,6 +36,7 @@ from ._loader import (
     unload_module,
 )
 from ._router import Router
+from ._zato import install_zato_alias
 from .exceptions import DeployError
 
 __all__ = ["Deployer", "FileState"]
@@ -96,6 +97,7 @@ class Deployer:
     ) -> None:
         self.directory = directory
         self._router = router
+        install_zato_alias()  # service files written for Zato import zato.server.service
         self._step_ms = max(1, round(step * 1000))
         self._force_polling = force_polling
         self._lock = trio.Lock()

@@ -22,7 +22,6 @@ from ._logging import configure_logging
 from ._router import Router
 from ._supervisor import Supervisor, WorkerRole, stop_when_orphaned
 from ._version import __version__
-from ._zato import install_zato_alias
 from .exceptions import ConfigError
 from .http import admin_token, token_path
 from .main import Daemon
@@ -223,7 +222,6 @@ def _invoke(config: Config, args: argparse.Namespace) -> int:
 
 async def _check_services(config: Config) -> list[str]:
     """Deploy every service file into a throwaway router; list failures and dangling jobs."""
-    install_zato_alias()
     router = Router()
     async with trio.open_nursery() as nursery:
         await nursery.start(router.run)

@@ -28,7 +28,6 @@ from ._reload import Reloader, close_connections, status_line
 from ._router import Router
 from ._service import Resources
 from ._supervisor import WorkerRole
-from ._zato import install_zato_alias
 from .connections import Connections
 from .emulators import run_emulators
 from .http import (
@@ -98,7 +97,6 @@ async def main(
     shutdown = shutdown if shutdown is not None else trio.Event()
     if role is not None and role.port is not None:
         config = config.with_server(port=role.port)
-    install_zato_alias()
     config.paths.state.mkdir(parents=True, exist_ok=True)
     async with trio.open_nursery() as peers:
         await peers.start(systemd.Watchdog().run)
