@@ -132,10 +132,12 @@ class Reloader:
 async def close_connections(connections: Connections) -> None:
     """Close ``connections``, even when cancelled (at shutdown), within 10 s.
 
-    Closing says goodbye to peers (FTP QUIT): blocking, so in a thread.
+    Closing says goodbye to peers (FTP QUIT): blocking, so in a thread, which
+    is abandoned when the 10 s are up (without that, the deadline would wait
+    for the thread, i.e. for the peer's socket timeout).
     """
     with trio.CancelScope(shield=True), trio.move_on_after(10):
-        await trio.to_thread.run_sync(connections.close)
+        await trio.to_thread.run_sync(connections.close, abandon_on_cancel=True)
 
 
 async def _close_later(connections: Connections, delay: float) -> None:
