@@ -134,11 +134,14 @@ async def test_two_workers(tmp_path: Path) -> None:
 
 
 async def _outbox_counted_for_the_machine(url: str, accepted: int) -> None:
-    """Whichever worker answers /metrics, the outbox counters are every worker's added up."""
+    """Whichever worker answers, /metrics and /admin/outbox add up every worker's counters."""
     for _ in range(10):
         async with httpx.AsyncClient(base_url=url) as client:  # a new connection
             metrics = (await client.get("/metrics")).text
         assert f"hotwire_outbox_accepted_total {accepted}.0" in metrics, metrics
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer t"}) as client:
+            summary = (await client.get("/admin/outbox")).json()
+        assert summary["stats"]["accepted"] == accepted, summary
 
 
 async def _admin_answers_for_the_machine(url: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from quart import Response, request
 
 from ..outbox import Message, MessageState
 from ._admin_base import AdminContext, Routes, json_error, json_response
+from ._machine import merge_outbox_stats
 
 __all__ = ["add_outbox_routes"]
 
@@ -16,14 +18,17 @@ def add_outbox_routes(routes: Routes, context: AdminContext) -> None:
     """Counts, messages by state, retry and delete."""
     outbox = context.outbox.outbox
 
-    @routes.add("GET", "/admin/outbox", "Messages by state and the oldest pending one's age.")
+    @routes.add("GET", "/admin/outbox", "Messages by state, oldest pending age, counters.")
     async def summary() -> Response:
+        # Counts come from the shared store; counters are per process: add them up.
         counts = await outbox.counts()
+        workers, missing = await context.machine.figures()
         return json_response(
             {
                 "counts": {str(state): count for state, count in counts.items()},
                 "oldest_pending_age": await outbox.oldest_pending_age(),
-                "stats": vars(outbox.stats),
+                "stats": dataclasses.asdict(merge_outbox_stats(workers)),
+                "missing": missing,
             }
         )
 
