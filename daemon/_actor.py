@@ -15,6 +15,7 @@ import bisect
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,36 @@ class ServiceStats:
         self.total_seconds += seconds
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.recent.append(seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as JSON, for another process to rebuild (`from_json`) and `add`."""
+        return {
+            "invocations": self.invocations,
+            "errors": self.errors,
+            "total_seconds": self.total_seconds,
+            "buckets": self.buckets,
+            "recent": list(self.recent),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServiceStats:
+        stats = cls(
+            invocations=data["invocations"],
+            errors=data["errors"],
+            total_seconds=data["total_seconds"],
+            buckets=list(data["buckets"]),
+        )
+        stats.recent.extend(data["recent"])
+        return stats
+
+    def add(self, other: ServiceStats) -> None:
+        """Add ``other``'s counters to these: several processes' figures for one machine."""
+        self.invocations += other.invocations
+        self.errors += other.errors
+        self.total_seconds += other.total_seconds
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        # Every process's recent latencies together: bounded, since each process's are.
+        self.recent = deque([*self.recent, *other.recent])
 
     def summary(self) -> dict[str, Any]:
         """Count, errors, mean and p99 latency in milliseconds, for the admin API."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,16 +56,7 @@ class WorkerFigures:
         return {
             "worker": self.worker,
             "pid": self.pid,
-            "stats": {
-                name: {
-                    "invocations": s.invocations,
-                    "errors": s.errors,
-                    "total_seconds": s.total_seconds,
-                    "buckets": s.buckets,
-                    "recent": list(s.recent),
-                }
-                for name, s in self.stats.items()
-            },
+            "stats": {name: stats.to_json() for name, stats in self.stats.items()},
             "requests": [[path, status, count] for (path, status), count in self.requests.items()],
             "outbox": dataclasses.asdict(self.outbox),
             "deployments": self.deployments,
@@ -73,15 +64,7 @@ class WorkerFigures:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkerFigures:
-        stats = {}
-        for name, raw in data["stats"].items():
-            stats[name] = ServiceStats(
-                invocations=raw["invocations"],
-                errors=raw["errors"],
-                total_seconds=raw["total_seconds"],
-                buckets=list(raw["buckets"]),
-            )
-            stats[name].recent.extend(raw["recent"])
+        stats = {name: ServiceStats.from_json(raw) for name, raw in data["stats"].items()}
         requests = Counter({(path, status): count for path, status, count in data["requests"]})
         return cls(
             data["worker"],
@@ -98,13 +81,7 @@ def merge_stats(figures: list[WorkerFigures]) -> dict[str, ServiceStats]:
     merged: dict[str, ServiceStats] = {}
     for worker in figures:
         for name, stats in worker.stats.items():
-            total = merged.setdefault(name, ServiceStats())
-            total.invocations += stats.invocations
-            total.errors += stats.errors
-            total.total_seconds += stats.total_seconds
-            total.buckets = [a + b for a, b in zip(total.buckets, stats.buckets, strict=True)]
-            # Every worker's recent latencies together: bounded, since each worker's are.
-            total.recent = deque([*total.recent, *stats.recent])
+            merged.setdefault(name, ServiceStats()).add(stats)
     return merged
 
 
