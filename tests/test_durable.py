@@ -183,6 +183,7 @@ class TestOutage:
 
 # httpx leaves a request's body iterator unclosed when the server dies under it.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(5))
 async def test_crash_loses_nothing_accepted(
     tmp_path: Path, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], round_: int

@@ -117,6 +117,7 @@ async def poll(daemon: Daemon, **payload: Any) -> dict[str, int]:
 
 
 class TestStreamingPoller:
+    @pytest.mark.slow
     async def test_two_hundred_files_arrive_exactly_once(
         self, daemon: Daemon, peers: Peers
     ) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from notify_support import notification_socket
 from support import HOTWIRE, free_port
@@ -60,6 +61,7 @@ async def pids_answering(url: str, count: int = 40) -> dict[int, int]:
     return seen
 
 
+@pytest.mark.slow
 async def test_two_workers(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "services").mkdir()

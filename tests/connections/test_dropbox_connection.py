@@ -67,6 +67,7 @@ class TestUpload:
         assert (emulator.root / "in" / "a.txt").read_bytes() == b"hello"
         assert [r.route for r in emulator.requests] == ["files/upload"]
 
+    @pytest.mark.slow
     async def test_large_file_goes_up_in_chunks_byte_exact(
         self, peer: tuple[DropboxEmulator, DropboxEmulatorHandle], tmp_path: Path
     ) -> None:

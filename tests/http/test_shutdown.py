@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from support import HOTWIRE, JsonLines, open_stream
 
@@ -28,6 +29,7 @@ async def refused(url: str) -> None:
             await trio.sleep(0.01)
 
 
+@pytest.mark.slow
 async def test_sigterm_drains_in_flight_requests(config_path: Path) -> None:
     """SIGTERM during a 2 s request: it completes with 200, new connections are refused, exit 0."""
     # config_path has put TEST_BASIC_PASSWORD, which the configuration names, in the environment.
