@@ -180,14 +180,22 @@ class Supervisor:
                     self._workers.append(worker)
                     await nursery.start(self._listen, worker)
                     nursery.start_soon(self._keep_running, worker, environment)
-                for worker in self._workers:
-                    await worker.ready.wait()
-                await nursery.start(systemd.Watchdog(is_healthy=self._healthy).run)
-                systemd.notify(systemd.READY, systemd.status_message(self._status()))
-                log.info("supervisor_ready", workers=self._count)
+                # Signals are obeyed from now on, not only once ready: a SIGTERM
+                # must stop workers that keep dying before their first READY=1.
+                nursery.start_soon(self._announce_ready, nursery)
                 await self._handle_signals(received, nursery)
                 nursery.cancel_scope.cancel()
         log.info("supervisor_stopped")
+
+    async def _announce_ready(self, nursery: trio.Nursery) -> None:
+        """READY=1, and the watchdog, once every worker has reported READY=1."""
+        for worker in self._workers:
+            await worker.ready.wait()
+        if self._stopping:
+            return  # a worker that came up while the others drain changes nothing
+        await nursery.start(systemd.Watchdog(is_healthy=self._healthy).run)
+        systemd.notify(systemd.READY, systemd.status_message(self._status()))
+        log.info("supervisor_ready", workers=self._count)
 
     async def _handle_signals(self, received: Any, nursery: trio.Nursery) -> None:
         async for signum in received:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 from notify_support import Notifications, notification_socket
-from support import HOTWIRE, free_port
+from support import HOTWIRE, JsonLines, free_port
 
 SERVICE = """
 from daemon import Service
@@ -136,6 +136,29 @@ async def test_supervisor_ready_after_a_worker_died_before_ready(
         assert "worker_died" in (tmp_path / "daemon.log").read_text()
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigterm_stops_workers_that_never_get_ready(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """Workers dying at every start: SIGTERM still gives STOPPING=1 and exit 0, no READY=1."""
+    config = write_config(tmp_path, free_port(), ["/api/a"], workers=2)
+    (tmp_path / "services" / "dies.py").write_text("import os\nos._exit(3)\n")
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    process = await trio.lowlevel.open_process(
+        [*HOTWIRE, "run", "--config", str(config)], env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(20):
+            await JsonLines(process.stdout).until("worker_died")
+            process.send_signal(signal.SIGTERM)
+            assert (await notifications.next()).startswith("STOPPING=1")
             assert await process.wait() == 0
     finally:
         if process.returncode is None:
