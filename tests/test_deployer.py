@@ -75,6 +75,14 @@ class TestDeploy:
         assert await deployed_value(daemon) == "v2"
 
 
+async def claim_hello_twice(daemon: Daemon, write_service: WriteService) -> None:
+    """hello.py deploys service "hello"; then second.py claims the same name."""
+    write_service("hello.py", hello("first"))
+    await until(daemon, lambda: "hello" in daemon.router)
+    write_service("second.py", hello("second"))
+    await until(daemon, lambda: file_state(daemon, "second.py"))
+
+
 class TestFailures:
     @pytest.mark.parametrize(
         ("broken", "expected"),
@@ -104,10 +112,7 @@ class TestFailures:
         self, daemon: Daemon, write_service: WriteService
     ) -> None:
         """A second file claiming a deployed name fails; the first keeps the name."""
-        write_service("hello.py", hello("first"))
-        await until(daemon, lambda: "hello" in daemon.router)
-        write_service("second.py", hello("second"))
-        await until(daemon, lambda: file_state(daemon, "second.py"))
+        await claim_hello_twice(daemon, write_service)
         state = file_state(daemon, "second.py")
         assert state is not None and state.status == "failed"
         assert "'hello' is already deployed from hello.py" in (state.error or "")
@@ -117,10 +122,7 @@ class TestFailures:
         self, daemon: Daemon, services_dir: Path, write_service: WriteService
     ) -> None:
         """When the file holding a name goes, the file refused for that name takes it."""
-        write_service("hello.py", hello("first"))
-        await until(daemon, lambda: "hello" in daemon.router)
-        write_service("second.py", hello("second"))
-        await until(daemon, lambda: file_state(daemon, "second.py"))
+        await claim_hello_twice(daemon, write_service)
         (services_dir / "hello.py").unlink()
         await until(daemon, lambda: file_state(daemon, "second.py").status == "deployed")  # type: ignore[union-attr]
         assert await deployed_value(daemon) == "second"
@@ -129,10 +131,7 @@ class TestFailures:
         self, daemon: Daemon, write_service: WriteService
     ) -> None:
         """When the file holding a name redeploys without it, the file refused for it takes it."""
-        write_service("hello.py", hello("first"))
-        await until(daemon, lambda: "hello" in daemon.router)
-        write_service("second.py", hello("second"))
-        await until(daemon, lambda: file_state(daemon, "second.py"))
+        await claim_hello_twice(daemon, write_service)
         write_service("hello.py", hello("first").replace('"hello"', '"renamed"'))
         await until(daemon, lambda: file_state(daemon, "second.py").status == "deployed")  # type: ignore[union-attr]
         assert await deployed_value(daemon) == "second"
