@@ -27,8 +27,6 @@ worker threads that come and go.)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import signal
 import socket
@@ -45,7 +43,6 @@ import trio
 
 from . import _systemd as systemd
 from ._config import Config
-from .connections import DropboxEndpoint, FtpEndpoint
 from .emulators import EmulatorEndpoints, run_emulators
 from .http import admin_token, reuse_port_socket
 
@@ -93,24 +90,12 @@ class WorkerRole:
 
     @classmethod
     def from_environment(cls, index: int, count: int) -> WorkerRole:
-        raw = json.loads(os.environ.get(ENDPOINTS_VARIABLE, "{}"))
         peers_dir = os.environ.get(PEERS_VARIABLE)
         port = os.environ.get(PORT_VARIABLE)
-        dropbox = raw.get("dropbox")
-        ftp = raw.get("ftp")
         return cls(
             index,
             count,
-            EmulatorEndpoints(
-                dropbox=DropboxEndpoint(**{**dropbox, "ca_path": Path(dropbox["ca_path"])})
-                if dropbox
-                else None,
-                ftp=FtpEndpoint(
-                    **{**ftp, "ca_path": Path(ftp["ca_path"]) if ftp["ca_path"] else None}
-                )
-                if ftp
-                else None,
-            ),
+            EmulatorEndpoints.from_json(os.environ.get(ENDPOINTS_VARIABLE, "{}")),
             Path(peers_dir) if peers_dir else None,
             int(port) if port else None,
         )
@@ -168,7 +153,7 @@ class Supervisor:
                 endpoints = await nursery.start(run_emulators, self._config)
                 environment = {
                     **os.environ,
-                    ENDPOINTS_VARIABLE: _endpoints_json(endpoints),
+                    ENDPOINTS_VARIABLE: endpoints.to_json(),
                     PEERS_VARIABLE: sockets,
                 }
                 if port is not None:
@@ -294,17 +279,3 @@ async def stop_when_orphaned(stop: Callable[[], None]) -> None:
             pass
     log.warning("supervisor_gone")
     stop()
-
-
-def _endpoints_json(endpoints: EmulatorEndpoints) -> str:
-    def plain(value: Any) -> Any:
-        return (
-            None
-            if value is None
-            else {
-                k: str(v) if isinstance(v, Path) else v
-                for k, v in dataclasses.asdict(value).items()
-            }
-        )
-
-    return json.dumps({"dropbox": plain(endpoints.dropbox), "ftp": plain(endpoints.ftp)})

@@ -7,8 +7,12 @@ a once-per-machine role: with several worker processes one owner runs them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -24,6 +28,30 @@ class EmulatorEndpoints:
 
     dropbox: DropboxEndpoint | None = None
     ftp: FtpEndpoint | None = None
+
+    def to_json(self) -> str:
+        """These endpoints as JSON, for worker processes (`from_json`)."""
+
+        def plain(endpoint: DropboxEndpoint | FtpEndpoint | None) -> dict[str, Any] | None:
+            if endpoint is None:
+                return None
+            fields = dataclasses.asdict(endpoint)
+            return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
+
+        return json.dumps({"dropbox": plain(self.dropbox), "ftp": plain(self.ftp)})
+
+    @classmethod
+    def from_json(cls, text: str) -> EmulatorEndpoints:
+        raw = json.loads(text)
+        dropbox, ftp = raw.get("dropbox"), raw.get("ftp")
+        return cls(
+            dropbox=DropboxEndpoint(**{**dropbox, "ca_path": Path(dropbox["ca_path"])})
+            if dropbox
+            else None,
+            ftp=FtpEndpoint(**{**ftp, "ca_path": Path(ftp["ca_path"]) if ftp["ca_path"] else None})
+            if ftp
+            else None,
+        )
 
 
 async def run_emulators(
