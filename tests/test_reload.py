@@ -11,7 +11,7 @@ from notify_support import notification_socket
 
 from daemon import Daemon, load_config, main
 from daemon.emulators import FtpEmulator, FtpEmulatorHandle
-from daemon.exceptions import ConnectionFailed
+from daemon.exceptions import ConfigError, ConnectionFailed
 
 BOX = '[cloud.dropbox.box]\nuser_agent = "test"\ntoken = "x"\n'
 
@@ -61,6 +61,20 @@ class TestConnections:
 
 
 class TestSystemd:
+    async def test_an_emulator_enabled_by_a_reload_is_refused_clearly(
+        self, tmp_path: Path, ftp: FtpEmulatorHandle
+    ) -> None:
+        """Emulators start with the daemon: enabling one on reload says a restart is needed."""
+        path = write_config(tmp_path, ftp, timeout=10)
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(main, load_config(path))
+            emulated = "[emulators.ftp]\nenabled = true\n[outgoing.ftp.emu]\nemulator = true\n"
+            write_config(tmp_path, ftp, timeout=20, extra=emulated)
+            with pytest.raises(ConfigError, match=r"FTP emulator is not running.*takes a restart"):
+                await daemon.reload()
+            assert daemon.config.outgoing.ftp["peer"].timeout == 10  # the old one stays
+            daemon.stop()
+
     async def test_ready_after_a_reload_that_failed_unexpectedly(
         self, tmp_path: Path, ftp: FtpEmulatorHandle, monkeypatch: pytest.MonkeyPatch
     ) -> None:

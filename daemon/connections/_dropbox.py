@@ -250,8 +250,11 @@ class _Target:
                 app_secret=config.app_secret.reveal() if config.app_secret else None,
             )
         if endpoint is None:
+            # The configuration enables the emulator (Config checks that), but it
+            # is not running: emulators start with the daemon, not on a reload.
             raise ConfigError(
-                f"cloud.dropbox.{name!r}: emulator = true, but [emulators.dropbox] is not enabled"
+                f"cloud.dropbox.{name!r}: emulator = true, but the Dropbox emulator is not"
+                " running (enabling [emulators.dropbox] takes a restart)"
             )
         return cls(
             api_host=endpoint.api_host,

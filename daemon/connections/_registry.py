@@ -107,8 +107,10 @@ def _ftp_connection(
     }
     if settings.emulator:
         if endpoint is None:
+            # As for Dropbox: enabled by the configuration, but not running.
             raise ConfigError(
-                f"outgoing.ftp.{name!r}: emulator = true, but [emulators.ftp] is not enabled"
+                f"outgoing.ftp.{name!r}: emulator = true, but the FTP emulator is not running"
+                " (enabling [emulators.ftp] takes a restart)"
             )
         return FtpConnection(
             name,
